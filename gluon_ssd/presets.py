@@ -1,0 +1,209 @@
+"""Named SSD configurations as plain data.
+
+A preset is a :class:`Preset`: the network (:class:`ModelSpec`: backbone and default boxes) and
+how to train it (:class:`TrainSpec`). Nothing here computes anything; ``anchors.py`` turns an
+:class:`AnchorSpec` into boxes and ``model/`` turns a :class:`ModelSpec` into a network.
+
+Pixel units: every size and step in an :class:`AnchorSpec` is in pixels of the square training
+image of side ``image_size``. Dividing by ``image_size`` gives MultiBoxPrior's normalised units.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+Conv = Tuple[int, int, int, int]  # (channels, kernel, stride, padding)
+
+# The aspect-ratio sets of the paper, written as MultiBoxPrior wants them: ratio 1 first.
+RATIOS_3 = (1.0, 2.0, 0.5)
+RATIOS_5 = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
+
+
+@dataclass(frozen=True)
+class AnchorSpec:
+    """Default boxes of an SSD, one entry per feature map (layer k = 0 .. m-1).
+
+    Attributes:
+        image_size: side in pixels of the square image the sizes and steps refer to.
+        feature_maps: side of each (square) feature map at ``image_size``, e.g. 38,19,10,5,3,1.
+        sizes: ``m + 1`` box sizes in pixels. Layer k gets two square boxes, ``sizes[k]`` and
+            ``sqrt(sizes[k] * sizes[k+1])`` (the paper's s_k and s'_k), and the ratios in
+            ``ratios[k][1:]`` at ``sizes[k]``.
+        ratios: aspect ratios (width / height) per layer, ratio 1 first, e.g. ``(1, 2, 0.5)``.
+        steps: distance in pixels between neighbouring anchor centres on each layer.
+        offset: centre of cell i is ``(i + offset) * step``.
+    """
+
+    image_size: int
+    feature_maps: Tuple[int, ...]
+    sizes: Tuple[float, ...]
+    ratios: Tuple[Tuple[float, ...], ...]
+    steps: Tuple[float, ...]
+    offset: float = 0.5
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """VGG16 as SSD uses it (atrous fc6/fc7, L2Norm on conv4_3) plus the extra feature layers.
+
+    Attributes:
+        layers: number of 3x3 convolutions in conv1 .. conv5.
+        filters: their channels.
+        fc_channels: channels of fc6 (3x3, dilation 6) and fc7 (1x1).
+        extras: each extra feature layer as two convolutions ``(channels, kernel, stride, pad)``.
+        width: channel multiplier applied to every convolution (keeps the topology).
+        batch_norm: add BatchNorm after every convolution.
+    """
+
+    layers: Tuple[int, ...] = (2, 2, 3, 3, 3)
+    filters: Tuple[int, ...] = (64, 128, 256, 512, 512)
+    fc_channels: int = 1024
+    extras: Tuple[Tuple[Conv, Conv], ...] = ()
+    width: float = 1.0
+    batch_norm: bool = False
+
+
+@dataclass(frozen=True)
+class DetectSpec:
+    """Decoding and non-maximum suppression (MultiBoxDetection's settings).
+
+    Attributes:
+        variances: the box-encoding variances (x, y, w, h), shared with the targets.
+        nms_threshold: IoU above which the lower-scoring box of the same class is dropped.
+        nms_topk: boxes kept (by score) before NMS.
+        score_threshold: boxes under this class probability are dropped.
+        max_detections: rows per image in the output.
+        force_suppress: suppress across classes too (class-agnostic NMS).
+    """
+
+    variances: Tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
+    nms_threshold: float = 0.45
+    nms_topk: int = 400
+    score_threshold: float = 0.01
+    max_detections: int = 100
+    force_suppress: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that fixes the network's topology and its inputs.
+
+    Attributes:
+        backbone: the base network and extra layers.
+        anchors: the default boxes (one layer per backbone output).
+        mean, std: RGB normalisation applied to 0..1 images before the network.
+        max_input_size: largest input side (pixels) the anchor grids are allocated for.
+    """
+
+    backbone: BackboneSpec
+    anchors: AnchorSpec
+    mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+    max_input_size: int = 1024
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimiser and schedule of a preset (used by ``train.py``)."""
+
+    optimizer: str = "sgd"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    batch_size: int = 32
+    epochs: int = 240
+    warmup_epochs: float = 0.0
+    schedule: str = "step"  # "step" or "cosine"
+    lr_steps: Tuple[int, ...] = (160, 200)
+    lr_factor: float = 0.1
+    eval_every: int = 10
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named configuration: network, decoding and training."""
+
+    name: str
+    model: ModelSpec
+    detect: DetectSpec = field(default_factory=DetectSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+
+SSD300_EXTRAS: Tuple[Tuple[Conv, Conv], ...] = (
+    ((256, 1, 1, 0), (512, 3, 2, 1)),
+    ((128, 1, 1, 0), (256, 3, 2, 1)),
+    ((128, 1, 1, 0), (256, 3, 1, 0)),
+    ((128, 1, 1, 0), (256, 3, 1, 0)),
+)
+SSD512_EXTRAS: Tuple[Tuple[Conv, Conv], ...] = (
+    ((256, 1, 1, 0), (512, 3, 2, 1)),
+    ((128, 1, 1, 0), (256, 3, 2, 1)),
+    ((128, 1, 1, 0), (256, 3, 2, 1)),
+    ((128, 1, 1, 0), (256, 3, 2, 1)),
+    ((128, 1, 1, 0), (256, 4, 1, 1)),
+)
+# Four stride-2 extras: every map halves (rounding up), so any input size down to 1x1 works.
+HALVING_EXTRAS: Tuple[Tuple[Conv, Conv], ...] = SSD512_EXTRAS[:4]
+
+SSD300_ANCHORS = AnchorSpec(
+    image_size=300,
+    feature_maps=(38, 19, 10, 5, 3, 1),
+    sizes=(30, 60, 111, 162, 213, 264, 315),
+    ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
+    steps=(8, 16, 32, 64, 100, 300),
+)
+SSD512_ANCHORS = AnchorSpec(
+    image_size=512,
+    feature_maps=(64, 32, 16, 8, 4, 2, 1),
+    sizes=(51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6),
+    ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
+    steps=(8, 16, 32, 64, 128, 256, 512),
+)
+# The CPU demo: SSD300's topology at 1/8 width with BatchNorm on 192x192 images.
+# Sizes follow SSD300's fractions of the image (0.1, 0.2, 0.37, ... 1.05).
+DEMO_ANCHORS = AnchorSpec(
+    image_size=192,
+    feature_maps=(24, 12, 6, 3, 2, 1),
+    sizes=(19.2, 38.4, 71.04, 103.68, 136.32, 168.96, 201.6),
+    ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
+    steps=(8, 16, 32, 64, 96, 192),
+)
+
+PRESETS: Dict[str, Preset] = {
+    "ssd300_vgg16": Preset(
+        "ssd300_vgg16",
+        ModelSpec(BackboneSpec(extras=SSD300_EXTRAS), SSD300_ANCHORS),
+    ),
+    "ssd512_vgg16": Preset(
+        "ssd512_vgg16",
+        ModelSpec(BackboneSpec(extras=SSD512_EXTRAS), SSD512_ANCHORS, max_input_size=2048),
+    ),
+    "demo": Preset(
+        "demo",
+        ModelSpec(BackboneSpec(extras=HALVING_EXTRAS, width=0.125, batch_norm=True), DEMO_ANCHORS),
+        train=TrainSpec(
+            optimizer="adam", learning_rate=2e-3, weight_decay=1e-4, batch_size=16, epochs=30,
+            warmup_epochs=1.0, schedule="cosine", lr_steps=(), eval_every=5,
+        ),
+    ),
+}
+ALIASES = {"ssd300": "ssd300_vgg16", "ssd512": "ssd512_vgg16"}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name`` (``ssd300`` and ``ssd512`` are accepted as short names)."""
+    key = ALIASES.get(name, name)
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {list_presets()}")
+    return PRESETS[key]
+
+
+def list_presets():
+    """Names of all presets."""
+    return sorted(PRESETS)
+
+
+__all__ = [
+    "AnchorSpec", "BackboneSpec", "DetectSpec", "ModelSpec", "TrainSpec", "Preset",
+    "PRESETS", "get_preset", "list_presets",
+]
