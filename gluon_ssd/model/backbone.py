@@ -1,0 +1,107 @@
+"""VGG16 as SSD uses it: the multi-scale feature extractor.
+
+conv1 .. conv5 (3x3 convolutions, max pools with ceil rounding so 300 -> 150 -> 75 -> 38), pool5 as
+3x3 stride 1, fc6 as a 3x3 convolution with dilation 6 ("atrous"), fc7 as a 1x1 convolution, an
+L2 normalisation with a learnable per-channel scale on conv4_3, then the extra layers.
+Outputs one feature map per detection layer: conv4_3 (normalised), fc7, then each extra layer.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from ..presets import BackboneSpec
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channels after the width multiplier (at least 8)."""
+    return max(8, int(round(channels * width)))
+
+
+def conv_block(channels: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
+               batch_norm: bool = False) -> List[gluon.HybridBlock]:
+    """Convolution (+ BatchNorm) + ReLU, as a list of layers."""
+    layers = [nn.Conv2D(channels, kernel, stride, padding, dilation=dilation,
+                        use_bias=not batch_norm,
+                        weight_initializer=mx.init.Xavier(rnd_type="gaussian",
+                                                          factor_type="out", magnitude=2))]
+    if batch_norm:
+        layers.append(nn.BatchNorm())
+    layers.append(nn.Activation("relu"))
+    return layers
+
+
+def sequential(layers) -> nn.HybridSequential:
+    seq = nn.HybridSequential()
+    seq.add(*layers)
+    return seq
+
+
+class L2Norm(gluon.HybridBlock):
+    """Per-position L2 normalisation across channels times a learnable per-channel scale.
+
+    ``(B, C, H, W) -> (B, C, H, W)``; the scale ``(1, C, 1, 1)`` starts at ``initial`` (20 in
+    the paper, which brings conv4_3's small activations to the scale of the other layers).
+    """
+
+    def __init__(self, channels: int, initial: float = 20.0, eps: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = eps
+        self.scale = self.params.get("scale", shape=(1, channels, 1, 1),
+                                     init=mx.init.Constant(initial))
+
+    def hybrid_forward(self, F, x, scale):
+        return F.broadcast_mul(F.L2Normalization(x, mode="channel", eps=self.eps), scale)
+
+
+class VGG16(gluon.HybridBlock):
+    """SSD's VGG16 base plus extra layers.
+
+    Input ``(B, 3, H, W)``, normalised RGB (see ``ModelSpec.mean/std``), multiplied first by the
+    constant ``input_scale`` ``(1, 3, 1, 1)`` (ones for gluon-ssd's and ImageNet-VGG weights;
+    ``std * 255`` for Caffe-converted weights such as GluonCV's ``vgg16_atrous``, which expect
+    0..255 inputs minus the mean). Output: list of feature maps, conv4_3 (L2-normalised), fc7,
+    then one per extra layer; for SSD300 at 300x300 they are 38, 19, 10, 5, 3 and 1 cells wide.
+    """
+
+    def __init__(self, spec: BackboneSpec, **kwargs):
+        super().__init__(**kwargs)
+        w, bn = spec.width, spec.batch_norm
+        self.input_scale = self.params.get_constant("input_scale", mx.nd.ones((1, 3, 1, 1)))
+        self.stages = nn.HybridSequential()
+        for num_convs, channels in zip(spec.layers, spec.filters):
+            self.stages.add(sequential(
+                [layer for _ in range(num_convs)
+                 for layer in conv_block(scaled(channels, w), 3, padding=1, batch_norm=bn)]))
+        fc = scaled(spec.fc_channels, w)
+        self.fc6 = sequential(conv_block(fc, 3, padding=6, dilation=6, batch_norm=bn))
+        self.fc7 = sequential(conv_block(fc, 1, batch_norm=bn))
+        self.conv4_3_norm = L2Norm(scaled(spec.filters[3], w))
+        self.extras = nn.HybridSequential()
+        for first, second in spec.extras:
+            self.extras.add(sequential(
+                conv_block(scaled(first[0], w), *first[1:], batch_norm=bn)
+                + conv_block(scaled(second[0], w), *second[1:], batch_norm=bn)))
+
+    def hybrid_forward(self, F, x, input_scale):
+        x = F.broadcast_mul(x, input_scale)
+        for stage in self.stages[:3]:
+            x = self._pool(F, stage(x))
+        x = self.stages[3](x)
+        features = [self.conv4_3_norm(x)]
+        x = self.stages[4](self._pool(F, x))
+        x = F.Pooling(x, pool_type="max", kernel=(3, 3), stride=(1, 1), pad=(1, 1))  # pool5
+        x = self.fc7(self.fc6(x))
+        features.append(x)
+        for extra in self.extras:
+            x = extra(x)
+            features.append(x)
+        return features
+
+    @staticmethod
+    def _pool(F, x):
+        """2x2 max pool, stride 2, rounding up (300 -> 150 -> 75 -> 38)."""
+        return F.Pooling(x, pool_type="max", kernel=(2, 2), stride=(2, 2), pooling_convention="full")

@@ -1,0 +1,134 @@
+"""The SSD network: features -> convolutional predictors -> raw outputs and anchors."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import mxnet as mx
+from mxnet import gluon
+from mxnet.gluon import nn
+
+from ..anchors import AnchorGenerator
+from ..presets import ModelSpec
+from .backbone import VGG16
+
+
+def predictor(channels: int) -> nn.Conv2D:
+    """A 3x3 convolutional predictor (the paper's "small kernel" applied at every cell)."""
+    return nn.Conv2D(channels, 3, padding=1, weight_initializer=mx.init.Xavier(magnitude=2))
+
+
+def flatten_predictions(F, predictions, last_dim: int):
+    """Per-layer ``(B, A*D, h, w)`` maps -> ``(B, N, D)``, rows in anchor order.
+
+    Transposing to ``(B, h, w, A*D)`` before flattening puts the values of cell (i, j) and anchor
+    a at row ``(i * w + j) * A + a``: exactly MultiBoxPrior's row -> column -> anchor order.
+    """
+    flat = [F.flatten(F.transpose(p, (0, 2, 3, 1))) for p in predictions]
+    return F.concat(*flat, dim=1).reshape((0, -1, last_dim))
+
+
+class SSD(gluon.HybridBlock):
+    """Single Shot MultiBox Detector.
+
+    Forward ``x (B, 3, H, W)`` (normalised RGB, any H and W up to ``spec.max_input_size``) ->
+
+    * ``cls_preds (B, N, C + 1)``: class scores (logits), column 0 = background,
+    * ``box_preds (B, N * 4)``: encoded offsets ``(dx, dy, dw, dh)`` of each anchor,
+    * ``anchors (1, N, 4)``: default boxes, normalised corners ``xmin, ymin, xmax, ymax``,
+
+    with N anchors in row -> column -> anchor order, layers concatenated. The forward has this one
+    output type in training and inference alike; :class:`~gluon_ssd.model.detector.Detector`
+    turns it into detections.
+
+    Args:
+        spec: backbone and anchors.
+        classes: names of the C object classes (class id 0 is ``classes[0]``).
+    """
+
+    def __init__(self, spec: ModelSpec, classes: Sequence[str], **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.classes = tuple(classes)
+        if not self.classes:
+            raise ValueError("classes must name at least one object class")
+        self.features = VGG16(spec.backbone)
+        self.anchor_generator = AnchorGenerator(spec.anchors, spec.max_input_size)
+        self.box_predictors = nn.HybridSequential()
+        for k in self.anchor_generator.num_anchors:
+            self.box_predictors.add(predictor(4 * k))
+        self.class_predictors = self._class_predictors(len(self.classes))
+
+    @property
+    def num_classes(self) -> int:
+        """C, the number of object classes (background not counted)."""
+        return len(self.classes)
+
+    def _class_predictors(self, num_classes: int) -> nn.HybridSequential:
+        seq = nn.HybridSequential()
+        for k in self.anchor_generator.num_anchors:
+            seq.add(predictor(k * (num_classes + 1)))
+        return seq
+
+    def hybrid_forward(self, F, x):
+        features = self.features(x)
+        cls_preds = flatten_predictions(
+            F, [p(f) for p, f in zip(self.class_predictors, features)], self.num_classes + 1)
+        box_preds = flatten_predictions(
+            F, [p(f) for p, f in zip(self.box_predictors, features)], 4).reshape((0, -1))
+        anchors = self.anchor_generator(x, *features)
+        return cls_preds, box_preds, anchors
+
+    def reset_classes(self, classes: Sequence[str], reuse: bool = True) -> None:
+        """Replace the class predictors for new ``classes`` (transfer learning).
+
+        With ``reuse``, the weights of the background and of every class whose name is in both the
+        old and the new list are copied; other classes start from a fresh initialisation. Call it
+        on an initialised network; hybridize again afterwards.
+        """
+        old_index = {name: i + 1 for i, name in enumerate(self.classes)}
+        new = self._class_predictors(len(classes))
+        new.initialize(ctx=self._context())
+        if reuse:
+            rows = [0] + [old_index.get(name, -1) for name in classes]
+            for old, fresh, k in zip(self.class_predictors, new, self.anchor_generator.num_anchors):
+                _copy_class_rows(old, fresh, rows, k, len(self.classes) + 1, len(classes) + 1)
+        self.classes = tuple(classes)
+        with self.name_scope():
+            self.class_predictors = new
+
+    def _context(self) -> mx.Context:
+        return next(iter(self.collect_params().values())).list_ctx()[0]
+
+
+def _copy_class_rows(old: nn.Conv2D, new: nn.Conv2D, rows: List[int], anchors: int,
+                     old_width: int, new_width: int) -> None:
+    """Copy predictor channels ``a * width + rows[c]`` (old) to ``a * width + c`` (new)."""
+    for name in ("weight", "bias"):
+        src = getattr(old, name).data()
+        dst = getattr(new, name).data().copy()
+        for a in range(anchors):
+            for c, r in enumerate(rows):
+                if r >= 0:
+                    dst[a * new_width + c] = src[a * old_width + r]
+        getattr(new, name).set_data(dst)
+
+
+def get_model(name: str, classes: Sequence[str], pretrained_base: Optional[str] = None,
+              ctx: Optional[mx.Context] = None) -> SSD:
+    """Build and initialise the SSD of preset ``name`` for ``classes``.
+
+    Args:
+        name: a preset (see :func:`gluon_ssd.list_presets`), e.g. ``"ssd300_vgg16"``.
+        classes: object class names.
+        pretrained_base: optional path to an ImageNet VGG16 parameter file (GluonCV's ``vgg16``
+            or ``vgg16_atrous``); see :func:`gluon_ssd.model.weights.load_base`.
+        ctx: device (default CPU).
+    """
+    from ..presets import get_preset
+    from .weights import load_base
+
+    net = SSD(get_preset(name).model, classes)
+    net.initialize(ctx=ctx or mx.cpu())
+    if pretrained_base:
+        load_base(net, pretrained_base)
+    return net
