@@ -229,53 +229,62 @@ def spec_priors(spec: AnchorSpec) -> List[LayerPrior]:
 class AnchorGenerator(gluon.HybridBlock):
     """All default boxes of an SSD, for any input size, inside a hybridized graph.
 
-    Each layer's anchors are made by MultiBoxPrior **in pixels** (sizes and steps of the
-    :class:`AnchorSpec`) on a square grid allocated for inputs up to ``max_input_size``, cropped
-    to the feature map (``slice_like``) and divided by the input's width and height. So a box of
-    ``s`` px and ratio ``r`` is ``s*sqrt(r)`` x ``s/sqrt(r)`` pixels centred at
-    ``((j + 0.5) * step, (i + 0.5) * step)`` pixels on any input, square or not; at
-    ``spec.image_size`` this equals MultiBoxPrior with the normalised steps of :func:`spec_priors`.
+    An anchor is a *centre* on the feature map's grid plus a *shape* in pixels, each made by
+    MultiBoxPrior:
 
-    Forward: ``image (B, 3, H, W)``, ``*features`` (one ``(B, C, h_k, w_k)`` per layer)
-    -> anchors ``(1, N, 4)`` normalised corners, layers concatenated in order.
+    * centres: MultiBoxPrior on the feature map itself (default steps: cell ``(i, j)`` of an
+      ``h x w`` map is centred at ``((j + 0.5) / w, (i + 0.5) / h)``), stretched by the layer's
+      constant ``grid_scale = step * map_size / image_size`` of the preset (1.0133 for SSD300's
+      38x38 map with step 8), so that at the preset's size the centres are exactly
+      ``(i + 0.5) * step / image_size`` as in the paper's code;
+    * shapes: MultiBoxPrior on a single cell with the sizes in pixels (``s * sqrt(r)`` wide,
+      ``s / sqrt(r)`` tall), divided by the input's width and height.
+
+    On any other input, square or not, the grid spreads over the image the same way and the
+    boxes keep their pixel sizes (a 30 px box stays 30 px), as the convolutions see them.
+
+    Forward: ``image (B, 3, H, W)`` and ``*features`` (one ``(B, C, h_k, w_k)`` per layer)
+    -> anchors ``(1, N, 4)`` normalised corners, row -> column -> anchor, layers concatenated.
     """
 
-    def __init__(self, spec: AnchorSpec, max_input_size: int = 1024, **kwargs):
+    def __init__(self, spec: AnchorSpec, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
         self._layers = []
         for k, prior in enumerate(spec_priors(spec)):
-            step = spec.steps[k]
-            grid = int(math.ceil(max_input_size / step)) + 1
-            sizes = tuple(s * spec.image_size for s in prior.sizes)
-            self._layers.append((grid, sizes, prior.ratios, step))
+            grid_scale = spec.steps[k] * spec.feature_maps[k] / spec.image_size
+            sizes_px = tuple(s * spec.image_size for s in prior.sizes)
+            self._layers.append((grid_scale, sizes_px, prior.ratios))
 
     @property
     def num_anchors(self) -> List[int]:
         """Anchors per cell of each layer."""
-        return [num_anchors(sizes, ratios) for _, sizes, ratios, _ in self._layers]
+        return [num_anchors(sizes, ratios) for _, sizes, ratios in self._layers]
 
     def hybrid_forward(self, F, image, *features):
         if len(features) != len(self._layers):
             raise ValueError(f"expected {len(self._layers)} feature maps, got {len(features)}")
-        per_layer = []
-        for feature, (grid, sizes, ratios, step) in zip(features, self._layers):
-            canvas = F.zeros((1, 1, grid, grid))
-            px = multibox_prior(F, canvas, sizes, ratios, (step, step), (self.spec.offset,) * 2)
-            px = px.reshape((1, 1, grid, grid, -1))
-            px = F.slice_like(px, feature, axes=(2, 3))
-            per_layer.append(px.reshape((1, -1, 4)))
-        anchors_px = F.concat(*per_layer, dim=1)
         hw = F.cast(F.slice_axis(F.shape_array(image), axis=0, begin=2, end=4), "float32")
-        whwh = F.tile(F.reverse(hw, axis=0), reps=(2,)).reshape((1, 1, 4))
-        return F.broadcast_div(anchors_px, whwh)
+        whwh = F.tile(F.reverse(hw, axis=0), reps=(2,)).reshape((1, 1, 1, 4))
+        offsets = (self.spec.offset,) * 2
+        per_layer = []
+        for feature, (grid_scale, sizes_px, ratios) in zip(features, self._layers):
+            cells = multibox_prior(F, feature, (1.0,), (1.0,), offsets=offsets)  # (1, h*w, 4)
+            corners = cells.reshape((1, -1, 2, 2))
+            centres = F.tile(F.mean(corners, axis=2), reps=(1, 1, 2)) * grid_scale
+            shapes_px = multibox_prior(F, F.zeros((1, 1, 1, 1)), sizes_px, ratios,
+                                       steps=(1.0, 1.0), offsets=(0.0, 0.0))  # (1, A, 4)
+            anchors = F.broadcast_add(centres.reshape((1, -1, 1, 4)),
+                                      F.broadcast_div(shapes_px.reshape((1, 1, -1, 4)), whwh))
+            per_layer.append(anchors.reshape((1, -1, 4)))
+        return F.concat(*per_layer, dim=1)
 
 
 def preset_anchors(spec: AnchorSpec) -> np.ndarray:
     """All anchors of a preset at ``spec.image_size``: numpy ``(N, 4)``, e.g. N = 8732 for SSD300."""
     image = mx.nd.zeros((1, 1, spec.image_size, spec.image_size))
     features = [mx.nd.zeros((1, 1, f, f)) for f in spec.feature_maps]
-    generator = AnchorGenerator(spec, max_input_size=spec.image_size)
+    generator = AnchorGenerator(spec)
     return generator(image, *features)[0].asnumpy()
 
 

@@ -92,14 +92,12 @@ class ModelSpec:
         backbone: the base network and extra layers.
         anchors: the default boxes (one layer per backbone output).
         mean, std: RGB normalisation applied to 0..1 images before the network.
-        max_input_size: largest input side (pixels) the anchor grids are allocated for.
     """
 
     backbone: BackboneSpec
     anchors: AnchorSpec
     mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
-    max_input_size: int = 1024
 
 
 @dataclass(frozen=True)
@@ -176,14 +174,14 @@ PRESETS: Dict[str, Preset] = {
     ),
     "ssd512_vgg16": Preset(
         "ssd512_vgg16",
-        ModelSpec(BackboneSpec(extras=SSD512_EXTRAS), SSD512_ANCHORS, max_input_size=2048),
+        ModelSpec(BackboneSpec(extras=SSD512_EXTRAS), SSD512_ANCHORS),
     ),
     "demo": Preset(
         "demo",
         ModelSpec(BackboneSpec(extras=HALVING_EXTRAS, width=0.125, batch_norm=True), DEMO_ANCHORS),
         train=TrainSpec(
             optimizer="adam", learning_rate=2e-3, weight_decay=1e-4, batch_size=16, epochs=30,
-            warmup_epochs=1.0, schedule="cosine", lr_steps=(), eval_every=5,
+            warmup_epochs=0.2, schedule="cosine", lr_steps=(), eval_every=5,
         ),
     ),
 }

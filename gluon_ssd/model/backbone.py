@@ -21,15 +21,15 @@ def scaled(channels: int, width: float) -> int:
     return max(8, int(round(channels * width)))
 
 
-def conv_block(channels: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
-               batch_norm: bool = False) -> List[gluon.HybridBlock]:
-    """Convolution (+ BatchNorm) + ReLU, as a list of layers."""
+def conv_block(in_channels: int, channels: int, kernel: int, stride: int = 1, padding: int = 0,
+               dilation: int = 1, batch_norm: bool = False) -> List[gluon.HybridBlock]:
+    """Convolution (+ BatchNorm) + ReLU, as a list of layers (all shapes known: no deferred init)."""
     layers = [nn.Conv2D(channels, kernel, stride, padding, dilation=dilation,
-                        use_bias=not batch_norm,
+                        use_bias=not batch_norm, in_channels=in_channels,
                         weight_initializer=mx.init.Xavier(rnd_type="gaussian",
                                                           factor_type="out", magnitude=2))]
     if batch_norm:
-        layers.append(nn.BatchNorm())
+        layers.append(nn.BatchNorm(in_channels=channels))
     layers.append(nn.Activation("relu"))
     return layers
 
@@ -65,6 +65,7 @@ class VGG16(gluon.HybridBlock):
     ``std * 255`` for Caffe-converted weights such as GluonCV's ``vgg16_atrous``, which expect
     0..255 inputs minus the mean). Output: list of feature maps, conv4_3 (L2-normalised), fc7,
     then one per extra layer; for SSD300 at 300x300 they are 38, 19, 10, 5, 3 and 1 cells wide.
+    ``out_channels`` lists their channels.
     """
 
     def __init__(self, spec: BackboneSpec, **kwargs):
@@ -72,19 +73,26 @@ class VGG16(gluon.HybridBlock):
         w, bn = spec.width, spec.batch_norm
         self.input_scale = self.params.get_constant("input_scale", mx.nd.ones((1, 3, 1, 1)))
         self.stages = nn.HybridSequential()
+        c_in = 3
         for num_convs, channels in zip(spec.layers, spec.filters):
-            self.stages.add(sequential(
-                [layer for _ in range(num_convs)
-                 for layer in conv_block(scaled(channels, w), 3, padding=1, batch_norm=bn)]))
+            layers = []
+            for _ in range(num_convs):
+                layers += conv_block(c_in, scaled(channels, w), 3, padding=1, batch_norm=bn)
+                c_in = scaled(channels, w)
+            self.stages.add(sequential(layers))
+        conv4_3 = scaled(spec.filters[3], w)
         fc = scaled(spec.fc_channels, w)
-        self.fc6 = sequential(conv_block(fc, 3, padding=6, dilation=6, batch_norm=bn))
-        self.fc7 = sequential(conv_block(fc, 1, batch_norm=bn))
-        self.conv4_3_norm = L2Norm(scaled(spec.filters[3], w))
+        self.fc6 = sequential(conv_block(c_in, fc, 3, padding=6, dilation=6, batch_norm=bn))
+        self.fc7 = sequential(conv_block(fc, fc, 1, batch_norm=bn))
+        self.conv4_3_norm = L2Norm(conv4_3)
         self.extras = nn.HybridSequential()
+        c_in, self.out_channels = fc, [conv4_3, fc]
         for first, second in spec.extras:
-            self.extras.add(sequential(
-                conv_block(scaled(first[0], w), *first[1:], batch_norm=bn)
-                + conv_block(scaled(second[0], w), *second[1:], batch_norm=bn)))
+            mid, out = scaled(first[0], w), scaled(second[0], w)
+            self.extras.add(sequential(conv_block(c_in, mid, *first[1:], batch_norm=bn)
+                                       + conv_block(mid, out, *second[1:], batch_norm=bn)))
+            c_in = out
+            self.out_channels.append(out)
 
     def hybrid_forward(self, F, x, input_scale):
         x = F.broadcast_mul(x, input_scale)

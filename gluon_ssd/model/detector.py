@@ -34,6 +34,10 @@ class Detector(gluon.HybridBlock):
             cls_prob, box_preds, anchors, clip=True, threshold=s.score_threshold,
             nms_threshold=s.nms_threshold, force_suppress=s.force_suppress,
             variances=s.variances, nms_topk=s.nms_topk)
+        # MultiBoxDetection leaves suppressed rows (id -1) in place; move the survivors to the
+        # top (box_nms with IoU threshold 1 suppresses nothing, it only sorts and compacts).
+        rows = F.contrib.box_nms(rows, overlap_thresh=1.0, valid_thresh=0.0, topk=-1,
+                                 coord_start=2, score_index=1, id_index=0, background_id=-1)
         rows = F.slice_axis(rows, axis=1, begin=0, end=s.max_detections)
         ids = F.slice_axis(rows, axis=2, begin=0, end=1)
         scores = F.slice_axis(rows, axis=2, begin=1, end=2)

@@ -1,6 +1,7 @@
 """The SSD network: features -> convolutional predictors -> raw outputs and anchors."""
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence
 
 import mxnet as mx
@@ -12,9 +13,31 @@ from ..presets import ModelSpec
 from .backbone import VGG16
 
 
-def predictor(channels: int) -> nn.Conv2D:
+def predictor(in_channels: int, channels: int,
+              bias_initializer: mx.init.Initializer = mx.init.Zero()) -> nn.Conv2D:
     """A 3x3 convolutional predictor (the paper's "small kernel" applied at every cell)."""
-    return nn.Conv2D(channels, 3, padding=1, weight_initializer=mx.init.Xavier(magnitude=2))
+    return nn.Conv2D(channels, 3, padding=1, in_channels=in_channels,
+                     weight_initializer=mx.init.Normal(0.01), bias_initializer=bias_initializer)
+
+
+@mx.init.register
+class BackgroundPrior(mx.init.Initializer):
+    """Class-predictor bias so that every anchor starts out as background with ``probability``.
+
+    Channel ``a * (C + 1)`` (anchor a's background score) gets ``log(probability * C /
+    (1 - probability))``, the object classes 0: softmax then gives background ``probability``.
+    Without it the ~3000-8000 anchors, nearly all background, start with a huge confidence loss.
+    """
+
+    def __init__(self, num_classes: int, probability: float = 0.99):
+        super().__init__(num_classes=num_classes, probability=probability)
+        self.num_classes = num_classes
+        self.probability = probability
+
+    def _init_weight(self, name, arr):
+        arr[:] = 0
+        arr[::self.num_classes + 1] = math.log(self.probability * self.num_classes
+                                               / (1 - self.probability))
 
 
 def flatten_predictions(F, predictions, last_dim: int):
@@ -30,7 +53,7 @@ def flatten_predictions(F, predictions, last_dim: int):
 class SSD(gluon.HybridBlock):
     """Single Shot MultiBox Detector.
 
-    Forward ``x (B, 3, H, W)`` (normalised RGB, any H and W up to ``spec.max_input_size``) ->
+    Forward ``x (B, 3, H, W)`` (normalised RGB, any H and W) ->
 
     * ``cls_preds (B, N, C + 1)``: class scores (logits), column 0 = background,
     * ``box_preds (B, N * 4)``: encoded offsets ``(dx, dy, dw, dh)`` of each anchor,
@@ -52,10 +75,10 @@ class SSD(gluon.HybridBlock):
         if not self.classes:
             raise ValueError("classes must name at least one object class")
         self.features = VGG16(spec.backbone)
-        self.anchor_generator = AnchorGenerator(spec.anchors, spec.max_input_size)
+        self.anchor_generator = AnchorGenerator(spec.anchors)
         self.box_predictors = nn.HybridSequential()
-        for k in self.anchor_generator.num_anchors:
-            self.box_predictors.add(predictor(4 * k))
+        for c, k in zip(self.features.out_channels, self.anchor_generator.num_anchors):
+            self.box_predictors.add(predictor(c, 4 * k))
         self.class_predictors = self._class_predictors(len(self.classes))
 
     @property
@@ -65,8 +88,8 @@ class SSD(gluon.HybridBlock):
 
     def _class_predictors(self, num_classes: int) -> nn.HybridSequential:
         seq = nn.HybridSequential()
-        for k in self.anchor_generator.num_anchors:
-            seq.add(predictor(k * (num_classes + 1)))
+        for c, k in zip(self.features.out_channels, self.anchor_generator.num_anchors):
+            seq.add(predictor(c, k * (num_classes + 1), BackgroundPrior(num_classes)))
         return seq
 
     def hybrid_forward(self, F, x):
@@ -86,31 +109,30 @@ class SSD(gluon.HybridBlock):
         on an initialised network; hybridize again afterwards.
         """
         old_index = {name: i + 1 for i, name in enumerate(self.classes)}
-        new = self._class_predictors(len(classes))
+        with self.name_scope():
+            new = self._class_predictors(len(classes))
         new.initialize(ctx=self._context())
         if reuse:
             rows = [0] + [old_index.get(name, -1) for name in classes]
             for old, fresh, k in zip(self.class_predictors, new, self.anchor_generator.num_anchors):
-                _copy_class_rows(old, fresh, rows, k, len(self.classes) + 1, len(classes) + 1)
+                _copy_class_rows(old, fresh, rows, k)
         self.classes = tuple(classes)
-        with self.name_scope():
-            self.class_predictors = new
+        self.class_predictors = new
 
     def _context(self) -> mx.Context:
         return next(iter(self.collect_params().values())).list_ctx()[0]
 
 
-def _copy_class_rows(old: nn.Conv2D, new: nn.Conv2D, rows: List[int], anchors: int,
-                     old_width: int, new_width: int) -> None:
-    """Copy predictor channels ``a * width + rows[c]`` (old) to ``a * width + c`` (new)."""
+def _copy_class_rows(old: nn.Conv2D, new: nn.Conv2D, rows: List[int], anchors: int) -> None:
+    """Copy class ``rows[c]`` of the old predictor into class ``c`` of the new, for every anchor
+    (channel ``a * (C + 1) + c``); classes with ``rows[c] < 0`` keep their initialisation."""
+    keep = [c for c, r in enumerate(rows) if r >= 0]
     for name in ("weight", "bias"):
-        src = getattr(old, name).data()
-        dst = getattr(new, name).data().copy()
-        for a in range(anchors):
-            for c, r in enumerate(rows):
-                if r >= 0:
-                    dst[a * new_width + c] = src[a * old_width + r]
-        getattr(new, name).set_data(dst)
+        src, dst = getattr(old, name).data().asnumpy(), getattr(new, name).data().asnumpy()
+        src = src.reshape((anchors, -1) + src.shape[1:])
+        out = dst.reshape((anchors, -1) + dst.shape[1:])
+        out[:, keep] = src[:, [rows[c] for c in keep]]
+        getattr(new, name).set_data(out.reshape(dst.shape))
 
 
 def get_model(name: str, classes: Sequence[str], pretrained_base: Optional[str] = None,

@@ -28,7 +28,7 @@ def load_arrays(path: str) -> Dict[str, mx.nd.NDArray]:
     if not isinstance(arrays, dict):
         raise ValueError(f"{path}: holds unnamed arrays, not a parameter file")
     # Files from Block.save_parameters may prefix names with "arg:"/"aux:" (symbol export).
-    return {k.split(":", 1)[-1]: v for k, v in arrays.items()}
+    return {k[4:] if k.startswith(("arg:", "aux:")) else k: v for k, v in arrays.items()}
 
 
 def assign(net: gluon.Block, arrays: Mapping[str, mx.nd.NDArray], source: str,
@@ -44,18 +44,14 @@ def assign(net: gluon.Block, arrays: Mapping[str, mx.nd.NDArray], source: str,
             raise ValueError(f"{source}: parameter {name!r} is not in this model "
                              f"(is the file from another model?)")
         expected = params[name].shape
-        if expected is not None and all(expected) and tuple(value.shape) != tuple(expected):
+        if tuple(value.shape) != tuple(expected):
             raise ValueError(f"{source}: parameter {name!r} has shape {tuple(value.shape)} in the "
                              f"file but {tuple(expected)} in this model")
     missing = [n for n in params if n not in arrays]
     if missing and not allow_missing:
         raise ValueError(f"{source}: missing {len(missing)} parameters, first {missing[0]!r}")
     for name, value in arrays.items():
-        param = params[name]
-        if param._data is None:
-            param.shape = value.shape
-            param.initialize(ctx=mx.cpu(), force_reinit=True)
-        param.set_data(value)
+        params[name].set_data(value)
 
 
 def gluoncv_vgg16_to_base(arrays: Mapping[str, mx.nd.NDArray]) -> Dict[str, mx.nd.NDArray]:
@@ -65,6 +61,9 @@ def gluoncv_vgg16_to_base(arrays: Mapping[str, mx.nd.NDArray]) -> Dict[str, mx.n
     atrous convolutions by subsampling as in the paper: every 4th output channel, every 3rd
     spatial tap of fc6 (7x7 -> 3x3, dilation 6 covers the same span), every 4th input of fc7.
     """
+    if any(k.endswith(("gamma", "running_mean")) for k in arrays):
+        raise ValueError("a VGG16 with BatchNorm (vgg16_bn) cannot be loaded into SSD's VGG16 "
+                         "base, which has no BatchNorm at full width")
     convs = sorted({int(k.split(".")[1]) for k, v in arrays.items()
                     if k.startswith("features.") and k.endswith(".weight") and v.ndim == 4})
     dense = sorted({int(k.split(".")[1]) for k, v in arrays.items()

@@ -1,0 +1,137 @@
+"""Checkpoints: one self-describing file per checkpoint, written atomically, read without pickle.
+
+A checkpoint is an MXNet ``nd.save`` file holding
+
+* ``model:<name>``: the SSD's parameters by structural name (``features.stages.0.0.weight``...),
+* ``optimizer:<index>:<j>``: the optimizer's state arrays (e.g. Adam's mean and variance),
+* ``meta``: a JSON document stored as a uint8 array: preset name, model spec, class names,
+  epoch, iteration, the optimizer's update counts, the training history and anything else the
+  trainer records.
+
+It is written to a temporary file in the same folder and renamed over the target, so a run
+killed while saving leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from .model.ssd import SSD
+from .model.weights import assign, load_arrays
+from .presets import AnchorSpec, BackboneSpec, ModelSpec
+
+META_KEY = "meta"
+
+
+def spec_to_dict(spec: ModelSpec) -> Dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+def spec_from_dict(d: Dict[str, Any]) -> ModelSpec:
+    """Rebuild a :class:`ModelSpec` from :func:`spec_to_dict`'s output (lists become tuples)."""
+    def tup(x):
+        return tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+    fields = {k: tup(v) for k, v in d.items() if k not in ("backbone", "anchors")}
+    return ModelSpec(BackboneSpec(**{k: tup(v) for k, v in d["backbone"].items()}),
+                     AnchorSpec(**{k: tup(v) for k, v in d["anchors"].items()}), **fields)
+
+
+def _index_names(net: SSD, trainer: gluon.Trainer) -> Dict[int, str]:
+    """Trainer index -> structural parameter name. The trainer numbers parameters by their
+    global names, which differ between processes, so states are saved under structural names."""
+    names = {id(p): n for n, p in net._collect_params_with_prefix().items()}
+    return {i: names[id(p)] for i, p in enumerate(trainer._params)}
+
+
+def optimizer_arrays(net: SSD, trainer: gluon.Trainer
+                     ) -> Tuple[Dict[str, mx.nd.NDArray], Dict[str, Any]]:
+    """The trainer's optimizer state as named arrays plus JSON-able counters."""
+    names = _index_names(net, trainer)
+    opt = trainer._optimizer
+    arrays, layout = {}, {}
+    for index, state in trainer._updaters[0].states.items():
+        parts = state if isinstance(state, (tuple, list)) else (state,)
+        layout[names[index]] = len(parts) if isinstance(state, (tuple, list)) else -1
+        for j, part in enumerate(parts):
+            if part is not None:
+                arrays[f"optimizer:{names[index]}:{j}"] = part
+    counters = {"num_update": opt.num_update, "state_layout": layout,
+                "update_count": {names[i]: c for i, c in opt._index_update_count.items()}}
+    return arrays, counters
+
+
+def restore_optimizer(net: SSD, trainer: gluon.Trainer, arrays: Dict[str, mx.nd.NDArray],
+                      counters: Dict[str, Any]) -> None:
+    """Put a saved optimizer state back into ``trainer`` (the inverse of :func:`optimizer_arrays`)."""
+    index = {n: i for i, n in _index_names(net, trainer).items()}
+    opt = trainer._optimizer
+    opt.num_update = counters["num_update"]
+    opt._index_update_count.clear()
+    opt._index_update_count.update({index[n]: c for n, c in counters["update_count"].items()})
+    for updater in trainer._updaters:
+        for name, layout in counters["state_layout"].items():
+            parts = [arrays.get(f"optimizer:{name}:{j}") for j in range(max(layout, 1))]
+            parts = [None if p is None else p.copy() for p in parts]
+            updater.states[index[name]] = parts[0] if layout == -1 else tuple(parts)
+            updater.states_synced[index[name]] = False
+
+
+def save_checkpoint(path: str, net: SSD, meta: Dict[str, Any],
+                    trainer: Optional[gluon.Trainer] = None) -> None:
+    """Write ``net`` (+ ``trainer``'s state) and ``meta`` to ``path`` atomically."""
+    arrays = {f"model:{k}": p.data() for k, p in net._collect_params_with_prefix().items()}
+    meta = dict(meta, classes=list(net.classes), model_spec=spec_to_dict(net.spec))
+    if trainer is not None:
+        opt_arrays, meta["optimizer"] = optimizer_arrays(net, trainer)
+        arrays.update(opt_arrays)
+    arrays[META_KEY] = mx.nd.array(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                                   dtype="uint8")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".params", dir=folder)
+    os.close(fd)
+    try:
+        mx.nd.save(tmp, arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def read_checkpoint(path: str) -> Tuple[Dict[str, mx.nd.NDArray], Dict[str, Any]]:
+    """``(arrays, meta)`` of a checkpoint file; ``ValueError`` if it is not one."""
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint {path!r} does not exist")
+    arrays = load_arrays(path)
+    if META_KEY not in arrays:
+        raise ValueError(f"{path}: not a gluon-ssd checkpoint (no {META_KEY!r} entry)")
+    meta = json.loads(arrays.pop(META_KEY).asnumpy().tobytes().decode())
+    return arrays, meta
+
+
+def load_checkpoint(path: str, preset: Optional[str] = None,
+                    classes: Optional[Sequence[str]] = None,
+                    ctx: mx.Context = mx.cpu()) -> Tuple[SSD, Dict[str, Any]]:
+    """Build the SSD a checkpoint describes and load its weights: ``(net, meta)``.
+
+    ``preset``/``classes``, when given, must match the checkpoint's; a mismatch names both.
+    """
+    arrays, meta = read_checkpoint(path)
+    if preset is not None and meta.get("preset") != preset:
+        raise ValueError(f"{path} is a checkpoint of preset {meta.get('preset')!r}, "
+                         f"not {preset!r}")
+    if classes is not None and list(classes) != meta["classes"]:
+        raise ValueError(f"{path} has {len(meta['classes'])} classes {meta['classes']}, "
+                         f"expected {len(classes)} {list(classes)}")
+    net = SSD(spec_from_dict(meta["model_spec"]), meta["classes"])
+    net.initialize(ctx=ctx)
+    assign(net, {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")}, path)
+    return net, meta

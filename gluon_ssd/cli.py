@@ -1,0 +1,353 @@
+"""The ``gluon-ssd`` command line: one subcommand per stage, a thin argparse layer over the package.
+
+Adding a subcommand ``x``: write ``_add_x(parser)`` (declares its arguments) and
+``cmd_x(args) -> int`` (does the work, returns the exit status), and add a row to
+:data:`COMMANDS`. Bad input is reported as ONE line on stderr with exit status 2: argparse does it
+for malformed arguments (argument types raise ``argparse.ArgumentTypeError``), and :func:`main`
+does it for any ``ValueError`` a command raises, so commands validate by raising ``ValueError``
+with a message naming the argument and the value.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .anchors import (anchor_shapes, check_prior_args, feature_map_anchors, format_anchor_table,
+                      num_anchors, preset_anchors, spec_priors)
+from .coverage import sample_boxes, suggest_anchors
+from .presets import AnchorSpec, Preset, get_preset, list_presets
+from .visualize import (blank_canvas, check_cell, default_canvas_size, plot_anchors_at,
+                        plot_coverage, plot_feature_map_anchors, plot_preset_anchors, read_image,
+                        sample_image)
+
+HW = Tuple[int, int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: message`` on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument types (each raises ArgumentTypeError, which argparse prints with the argument's name).
+
+def _hw(text: str) -> HW:
+    """``HxW`` (e.g. ``38x38``) -> ``(H, W)``, both >= 1."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 38x38, got {text!r}")
+    h, w = int(match[1]), int(match[2])
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1x1, got {text!r}")
+    return h, w
+
+
+def _row_col(text: str) -> HW:
+    """``ROW,COL`` -> ``(row, col)``, both >= 0."""
+    match = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected ROW,COL such as 150,150, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def _positive(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _image(path: str) -> np.ndarray:
+    """The image file as ``(H, W, 3)`` uint8."""
+    try:
+        return read_image(path)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _preset(name: str) -> Preset:
+    try:
+        return get_preset(name)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# gluon-ssd anchors
+
+def _add_anchors(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", type=_preset, metavar="NAME",
+                   help=f"all anchors of a preset: ssd300, ssd512 or one of {list_presets()}")
+    p.add_argument("--feature-map", type=_hw, metavar="HxW",
+                   help="feature map (default: the image's pixel grid, one cell per pixel)")
+    p.add_argument("--sizes", type=_positive, nargs="+", metavar="S",
+                   help="box sizes as fractions of the image height, e.g. 0.2 0.5")
+    p.add_argument("--ratios", type=_positive, nargs="+", metavar="R",
+                   help="aspect ratios width/height (default 1); ratios[0] applies to every size")
+    p.add_argument("--steps", type=float, nargs=2, metavar=("Y", "X"),
+                   help="distance between cell centres, normalised (default -1: 1 / map size)")
+    p.add_argument("--offsets", type=float, nargs=2, metavar=("Y", "X"),
+                   help="centre of a cell inside it, in cells (default 0.5 0.5)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--image", type=_image, metavar="PATH", help="draw on this image")
+    source.add_argument("--image-size", type=_hw, metavar="HxW",
+                        help="draw on a blank canvas (default 300 high with the map's aspect, "
+                             "or the preset's image size)")
+    p.add_argument("--at", type=_row_col, metavar="ROW,COL",
+                   help="the cell whose anchors are drawn (a pixel when the map is the pixel "
+                        "grid); with --preset, a pixel of the image: each layer draws the cell "
+                        "holding it. Default: the centre")
+    p.add_argument("-o", "--output", metavar="PNG", help="write the plot here")
+    p.add_argument("--json", metavar="PATH",
+                   help="write the anchors (normalised corners, MultiBoxPrior's order) here")
+
+
+# The arguments that describe one feature map's anchors (a preset fixes them all).
+_MAP_ARGS = ("feature_map", "sizes", "ratios", "steps", "offsets")
+
+
+def cmd_anchors(args: argparse.Namespace) -> int:
+    """Print the anchor-shape table; optionally plot the anchors and write them as JSON."""
+    if args.preset is not None:
+        given = ["--" + k.replace("_", "-") for k in _MAP_ARGS if getattr(args, k) is not None]
+        if given:
+            raise ValueError(f"--preset fixes the anchors; drop {' '.join(given)}")
+        return _preset_anchors(args)
+    if args.sizes is None:
+        raise ValueError("--sizes (or --preset) is required")
+    return _map_anchors(args)
+
+
+def _layer_meta(feature_map: HW, sizes, ratios, steps, offsets) -> dict:
+    """JSON description of one feature map's MultiBoxPrior arguments."""
+    per_cell = num_anchors(sizes, ratios)
+    return {"feature_map": list(feature_map), "sizes": list(sizes), "ratios": list(ratios),
+            "steps": list(steps), "offsets": list(offsets), "anchors_per_cell": per_cell,
+            "num_anchors": feature_map[0] * feature_map[1] * per_cell}
+
+
+def _write_json(path: str, anchors: np.ndarray, image_size: HW, layers: List[dict],
+                preset: Optional[str]) -> None:
+    """Write the anchors ``(N, 4)`` (normalised corners, 6 decimals) and their metadata."""
+    doc = {"preset": preset, "image_size": list(image_size), "num_anchors": len(anchors),
+           "layers": layers, "anchors": np.round(anchors.astype(np.float64), 6).tolist()}
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    print(f"wrote {len(anchors)} anchors to {path}")
+
+
+def _map_anchors(args: argparse.Namespace) -> int:
+    sizes, ratios = args.sizes, args.ratios or [1.0]
+    steps, offsets = args.steps or (-1.0, -1.0), args.offsets or (0.5, 0.5)
+    check_prior_args(sizes, ratios, steps, offsets)
+    if args.image is not None:
+        image = args.image
+    else:
+        image = blank_canvas(args.image_size or default_canvas_size(args.feature_map or (300, 300)))
+    feature_map = args.feature_map or image.shape[:2]
+    at = check_cell(args.at, feature_map, "--at") if args.at else None
+    per_cell = num_anchors(sizes, ratios)
+    print(format_anchor_table(_shapes_on_image(sizes, ratios, feature_map, image.shape[:2])))
+    print(f"{feature_map[0]}x{feature_map[1]} cells x {per_cell} anchors "
+          f"= {feature_map[0] * feature_map[1] * per_cell} anchors")
+    if args.output:
+        plot_feature_map_anchors(feature_map, sizes, ratios, cells=[at] if at else None,
+                                 steps=steps, offsets=offsets, image=image, path=args.output)
+        print(f"wrote {args.output}")
+    if args.json:
+        anchors = feature_map_anchors(feature_map, sizes, ratios, steps, offsets)
+        layer = _layer_meta(feature_map, sizes, ratios, steps, offsets)
+        _write_json(args.json, anchors, image.shape[:2], [layer], None)
+    return 0
+
+
+def _shapes_on_image(sizes, ratios, feature_map: HW, image_size: HW):
+    """The anchor shapes MultiBoxPrior makes on ``feature_map``, with pixel sizes on ``image_size``.
+
+    The op scales widths by the *map's* H / W; the pixel columns follow from the normalised
+    width/height on the actual image (``anchor_shapes(.., image_size)`` when the aspects match).
+    """
+    h, w = image_size
+    return [replace(a, width_px=a.width * w, height_px=a.height * h)
+            for a in anchor_shapes(sizes, ratios, feature_map)]
+
+
+def preset_table(spec: AnchorSpec) -> str:
+    """Anchor shapes of every layer (pixels at ``spec.image_size``), then anchors per layer."""
+    side = spec.image_size
+    shapes, layer, lines, total = [], [], [], 0
+    for k, prior in enumerate(spec_priors(spec)):
+        layer_shapes = anchor_shapes(prior.sizes, prior.ratios, (side, side))
+        shapes += layer_shapes
+        layer += [k] * len(layer_shapes)
+        f = spec.feature_maps[k]
+        total += f * f * len(layer_shapes)
+        lines.append(f"layer {k}: {f}x{f} cells x {len(layer_shapes)} anchors "
+                     f"= {f * f * len(layer_shapes)}")
+    return "\n".join([format_anchor_table(shapes, layer)] + lines + [f"total: {total} anchors"])
+
+
+def _preset_anchors(args: argparse.Namespace) -> int:
+    preset = args.preset
+    spec = preset.model.anchors
+    image = args.image if args.image is not None else blank_canvas(
+        args.image_size or (spec.image_size, spec.image_size))
+    at = check_cell(args.at, image.shape[:2], "--at") if args.at else None
+    print(preset_table(spec))
+    if args.output:
+        plot_preset_anchors(spec, image=image, at=at, title=preset.name, path=args.output)
+        print(f"wrote {args.output}")
+    if args.json:
+        side = spec.image_size
+        layers = [_layer_meta((f, f), p.sizes, p.ratios, (p.step, p.step), (p.offset, p.offset))
+                  for f, p in zip(spec.feature_maps, spec_priors(spec))]
+        _write_json(args.json, preset_anchors(spec), (side, side), layers, preset.name)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# gluon-ssd train
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="demo", help=f"one of {list_presets()} (default: demo)")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic (default), voc, coco, or a dataset folder (VOC or COCO format)")
+    p.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
+    p.add_argument("--out", default="runs/train", metavar="DIR", help="run folder")
+    p.add_argument("--epochs", type=int, help="epochs (default: the preset's)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the preset's)")
+    p.add_argument("--lr", type=float, dest="learning_rate", help="base learning rate")
+    p.add_argument("--eval-every", type=int, help="evaluate VOC07 mAP every N epochs")
+    p.add_argument("--image-size", type=int, help="network input side in pixels")
+    p.add_argument("--train-size", type=int, help="synthetic training images")
+    p.add_argument("--val-size", type=int, help="synthetic validation images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, dest="num_workers",
+                   help="data loader processes (0: load in the training process)")
+    p.add_argument("--pretrained-base", metavar="PARAMS", help="ImageNet VGG16 parameter file")
+    p.add_argument("--no-mining", dest="mining", action="store_false",
+                   help="keep every negative anchor (ablation)")
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="resize only, no photometric/expand/crop/flip (ablation)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, counted")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.params")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+
+
+def _train_config(args: argparse.Namespace):
+    from .train import TrainConfig
+
+    fields = {f for f in TrainConfig.__dataclass_fields__}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+
+
+def _positive_ints(args: argparse.Namespace, names: Sequence[str]) -> None:
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a preset; writes checkpoints, logs, the curve and detection pictures to --out."""
+    from .train import train
+
+    _positive_ints(args, ["epochs", "batch_size", "eval_every", "image_size", "train_size",
+                          "val_size"])
+    result = train(_train_config(args))
+    print(f"best VOC07 mAP {result.best_map:.4f}; run folder {result.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# gluon-ssd demo
+
+def _add_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="run folder")
+    p.add_argument("--epochs", type=int, help="override the demo preset's epochs")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: train the demo preset on SyntheticShapes, then plot SSD300's anchors."""
+    from .train import TrainConfig, train
+
+    _positive_ints(args, ["epochs"])
+    out = Path(args.out)
+    result = train(TrainConfig(preset="demo", out=str(out), epochs=args.epochs,
+                               progress=args.progress))
+    preset = get_preset("ssd300")
+    spec = preset.model.anchors
+    photo = sample_image()
+    print(preset_table(spec))
+    plot_preset_anchors(spec, image=photo, title=f"{preset.name} on a 600x512 photo",
+                        path=out / "anchors_per_layer.png")
+    plot_anchors_at((0.75, 0.5, 0.25), (1, 2, 0.5), image=photo, path=out / "anchors_at_pixel.png")
+    boxes = sample_boxes(500, max_ratio=8.0, min_size=0.1)  # elongated boxes, e.g. people, text
+    suggestion = suggest_anchors(boxes, spec)
+    print(f"\n500 random boxes, aspect ratios up to 8:\n{suggestion.before.summary()}\n"
+          f"suggested anchors:\n{suggestion.summary()}")
+    plot_coverage({preset.name: suggestion.before, "suggested": suggestion.after},
+                  path=out / "coverage.png")
+    print(f"\ndemo: VOC07 mAP {result.best_map:.4f} on the SyntheticShapes validation split")
+    print(f"wrote {out}: checkpoint-best.params, checkpoint-last.params, log.csv, curve.png, "
+          "detections.png, anchors_per_layer.png, anchors_at_pixel.png, coverage.png")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+Command = Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+# name -> (help, add its arguments, run it)
+COMMANDS: Dict[str, Command] = {
+    "anchors": ("print, plot and export default boxes", _add_anchors, cmd_anchors),
+    "train": ("train an SSD preset on a dataset", _add_train, cmd_train),
+    "demo": ("train the demo preset on SyntheticShapes and plot anchors into --out",
+             _add_demo, cmd_demo),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gluon-ssd`` parser with one subparser per entry of :data:`COMMANDS`."""
+    parser = _Parser(prog="gluon-ssd", description="SSD object detection in MXNet Gluon.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``gluon-ssd`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed as one line
+        return int(exit_.code or 0)
+    try:
+        return args.run(args)
+    except ValueError as err:
+        print(f"gluon-ssd {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,527 @@
+"""Detection datasets on disk: Pascal VOC, COCO and VOC-format folders, through ``gluoncv.data``.
+
+Every dataset here (and :class:`~gluon_ssd.data.synthetic.SyntheticShapes`) has
+
+- ``classes``: tuple of class names; class id ``k`` is ``classes[k]`` (ids start at 0);
+- ``stats``: a :class:`LoadStats` with the boxes clipped / dropped and the images skipped;
+- item ``i`` = ``(image, label)``: ``image`` an ``mx.nd.NDArray`` ``(H, W, 3)`` uint8 RGB,
+  ``label`` a float32 numpy array ``(M, 6)`` with rows
+  ``[xmin, ymin, xmax, ymax, class_id, ignore]`` (SyntheticShapes: ``(M, 5)``, no ``ignore``).
+  ``ignore`` is VOC's ``difficult`` flag or COCO's ``iscrowd``: 1 for boxes that evaluation
+  neither counts as missed nor as false positives. ``M`` may be 0 (shape ``(0, 6)``).
+
+Box convention: corner format in continuous pixel coordinates of the original image, where
+pixel ``(row r, col c)`` covers ``[c, c + 1) x [r, r + 1)``; boxes lie in ``[0, W] x [0, H]``.
+VOC's 1-based inclusive ``[x1, y1, x2, y2]`` becomes ``[x1 - 1, y1 - 1, x2, y2]`` (gluoncv
+subtracts 1 from all four); COCO's ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``.
+
+Bad input: boxes reaching outside the image are clipped to it, boxes with no area (after
+clipping, or ``xmin >= xmax`` / ``ymin >= ymax`` as given) are dropped; both are counted in
+``stats``. A class name (VOC) or category id (COCO) outside the class list raises ``ValueError``
+naming the annotation file. An unreadable image raises :class:`BadImageError` naming the file when
+the item is loaded; with ``skip_bad=True`` every image is decoded once at construction and the
+unreadable ones are left out (listed in ``stats.unreadable``).
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import logging
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import mxnet as mx
+import numpy as np
+from gluoncv.data import COCODetection, VOCDetection
+from mxnet import gluon
+from PIL import Image
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_VOC_ROOT = os.path.join("~", ".mxnet", "datasets", "voc")
+DEFAULT_COCO_ROOT = os.path.join("~", ".mxnet", "datasets", "coco")
+VOC_CLASSES: Tuple[str, ...] = tuple(VOCDetection.CLASSES)
+# The paper's VOC protocol: train on 07+12 trainval, test on 07 test.
+VOC_SPLITS = {
+    "train": ((2007, "trainval"), (2012, "trainval")),
+    "val": ((2007, "test"),),
+    "test": ((2007, "test"),),
+}
+COCO_SPLITS = {"train": "train2017", "val": "val2017"}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+LABEL_WIDTH = 6  # xmin, ymin, xmax, ymax, class_id, ignore
+
+
+@dataclass
+class LoadStats:
+    """What loading had to repair or leave out, for the training log.
+
+    Attributes:
+        boxes_clipped: boxes that reached outside the image and were clipped to it.
+        boxes_dropped: boxes without area (inverted, degenerate or wholly outside the image).
+        unreadable: paths of images that could not be decoded and were skipped.
+    """
+
+    boxes_clipped: int = 0
+    boxes_dropped: int = 0
+    unreadable: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line, e.g. ``"3 boxes clipped, 1 dropped, 0 unreadable images skipped"``."""
+        return (f"{self.boxes_clipped} boxes clipped, {self.boxes_dropped} dropped, "
+                f"{len(self.unreadable)} unreadable images skipped")
+
+
+class BadImageError(OSError):
+    """An image file that is missing or cannot be decoded; ``path`` names it."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"cannot read image {path}: {reason}")
+        self.path = path
+
+
+def read_image(path: str) -> mx.nd.NDArray:
+    """Decode the image at ``path`` to an ``(H, W, 3)`` uint8 RGB NDArray.
+
+    Raises:
+        BadImageError: the file is missing or is not a decodable image.
+    """
+    try:
+        with open(path, "rb") as f:
+            return mx.image.imdecode(f.read(), flag=1)
+    except (OSError, mx.base.MXNetError) as err:
+        raise BadImageError(path, str(err).strip().splitlines()[-1]) from err
+
+
+def sanitize_boxes(label: np.ndarray, width: float, height: float) -> Tuple[np.ndarray, int, int]:
+    """Clip boxes to the image and drop those without area.
+
+    Args:
+        label: ``(M, 4+)`` rows ``[xmin, ymin, xmax, ymax, ...]`` in pixels; extra columns kept.
+        width, height: the image size in pixels.
+
+    Returns:
+        ``(kept (K, 4+), n_clipped, n_dropped)``; a dropped box is not counted as clipped.
+    """
+    label = np.asarray(label, np.float32)
+    limits = np.array([width, height, width, height], np.float32)
+    boxes = np.clip(label[:, :4], 0, limits)
+    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
+    valid &= (label[:, 0] < label[:, 2]) & (label[:, 1] < label[:, 3])
+    clipped = np.any(boxes != label[:, :4], axis=1) & valid
+    kept = np.concatenate([boxes, label[:, 4:]], axis=1)[valid]
+    return kept, int(clipped.sum()), int((~valid).sum())
+
+
+def find_unreadable(paths: Sequence[str]) -> List[int]:
+    """Indices of the ``paths`` that :func:`read_image` cannot decode (each logged as a warning)."""
+    bad = []
+    for i, path in enumerate(paths):
+        try:
+            read_image(path)
+        except BadImageError as err:
+            LOG.warning("skipping %s", err)
+            bad.append(i)
+    return bad
+
+
+def _existing_dir(path: str) -> str:
+    """``path`` expanded; ``ValueError`` naming it if it is not a folder."""
+    full = os.path.expanduser(path)
+    if not os.path.isdir(full):
+        raise ValueError(f"dataset folder {full} does not exist")
+    return full
+
+
+def _xml_root(path: str) -> ET.Element:
+    """The parsed annotation file; ``ValueError`` naming it if it is malformed."""
+    try:
+        return ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as err:
+        raise ValueError(f"cannot parse annotation {path}: {err}") from err
+
+
+def _xml_text(element: ET.Element, tag: str, path: str) -> str:
+    """Stripped text of ``element``'s child ``tag``; ``ValueError`` naming ``path`` if absent."""
+    child = element.find(tag)
+    if child is None or child.text is None:
+        raise ValueError(f"annotation {path}: <{element.tag}> has no <{tag}>")
+    return child.text.strip()
+
+
+class _FileDataset:
+    """Shared by the on-disk datasets: items are image files plus preloaded labels.
+
+    Subclasses provide ``image_path(idx)``, ``_label(idx)`` and ``_keep(indices)`` (restrict the
+    dataset to those items), and set ``stats``.
+    """
+
+    stats: LoadStats
+
+    def __getitem__(self, idx: int) -> Tuple[mx.nd.NDArray, np.ndarray]:
+        return read_image(self.image_path(idx)), self._label(idx).copy()
+
+    def _drop_unreadable(self) -> None:
+        """Decode every image once and leave out those that fail (``skip_bad``)."""
+        paths = [self.image_path(i) for i in range(len(self))]
+        bad = set(find_unreadable(paths))
+        self.stats.unreadable.extend(paths[i] for i in sorted(bad))
+        self._keep([i for i in range(len(paths)) if i not in bad])
+
+    def _count(self, label: np.ndarray, width: float, height: float) -> np.ndarray:
+        """:func:`sanitize_boxes`, adding its counts to ``stats``."""
+        kept, clipped, dropped = sanitize_boxes(label, width, height)
+        self.stats.boxes_clipped += clipped
+        self.stats.boxes_dropped += dropped
+        return kept
+
+    def _report(self, source: str) -> None:
+        """Log the box counts once, after loading, if anything was repaired."""
+        if self.stats.boxes_clipped or self.stats.boxes_dropped:
+            LOG.warning("%s: %s", source, self.stats.summary())
+
+
+class VOCDataset(_FileDataset, VOCDetection):
+    """Pascal VOC (``root/VOC2007``, ``root/VOC2012``), labels ``(M, 6)`` with ``difficult``.
+
+    Args:
+        root: the VOCdevkit folder holding ``VOC2007/`` and/or ``VOC2012/``.
+        splits: ``(year, name)`` pairs, each read from
+            ``root/VOC{year}/ImageSets/Main/{name}.txt``.
+        classes: the class list (default: the 20 VOC classes); a name outside it is an error.
+        skip_bad: leave out images that cannot be decoded (see the module docstring).
+
+    Items: see the module docstring (the 6th column is ``difficult``).
+    """
+
+    def __init__(self, root: str = DEFAULT_VOC_ROOT,
+                 splits: Iterable[Tuple[object, str]] = VOC_SPLITS["train"],
+                 classes: Optional[Sequence[str]] = None, skip_bad: bool = False):
+        self._classes = tuple(classes or VOC_CLASSES)
+        self.stats = LoadStats()
+        super().__init__(root=_existing_dir(root), splits=tuple(splits), preload_label=True)
+        if not self._items:
+            raise ValueError(f"no images listed for {self} in {self._root}")
+        self._report(str(self))
+        if skip_bad:
+            self._drop_unreadable()
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Class names; class id ``k`` is ``classes[k]``."""
+        return self._classes
+
+    def image_path(self, idx: int) -> str:
+        """Path of item ``idx``'s image."""
+        return self._image_path.format(*self._items[idx])
+
+    def _label(self, idx: int) -> np.ndarray:
+        return self._label_cache[idx]
+
+    def _keep(self, indices: List[int]) -> None:
+        self._items = [self._items[i] for i in indices]
+        self._label_cache = [self._label_cache[i] for i in indices]
+
+    def _load_items(self, splits) -> List[Tuple[str, str]]:
+        """``(folder, image id)`` for every id listed in the splits' ImageSets files."""
+        items = []
+        for year, name in splits:
+            folder = os.path.join(self._root, f"VOC{year}")
+            items += [(folder, i) for i in _read_id_list(folder, name)]
+        return items
+
+    def _load_label(self, idx: int) -> np.ndarray:
+        """Labels ``(M, 6)`` float32 of item ``idx``, sanitised (see the module docstring)."""
+        path = self._anno_path.format(*self._items[idx])
+        root = _xml_root(path)
+        width, height = self._image_size(idx, root, path)
+        self._im_shapes[idx] = (width, height)
+        rows = [self._object_row(obj, path) for obj in root.iter("object")]
+        return self._count(np.array(rows, np.float32).reshape(-1, LABEL_WIDTH), width, height)
+
+    def _object_row(self, obj: ET.Element, path: str) -> List[float]:
+        """``[xmin, ymin, xmax, ymax, class_id, difficult]`` of one ``<object>``."""
+        name = _xml_text(obj, "name", path)
+        if name not in self.index_map:
+            raise ValueError(f"annotation {path}: class {name!r} is not in the class list "
+                             f"{list(self.classes)}")
+        difficult = obj.find("difficult")
+        flag = float(difficult.text) if difficult is not None and difficult.text else 0.0
+        box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"annotation {path}: object {name!r} has no <bndbox>")
+        x1, y1, x2, y2 = (float(_xml_text(box, t, path)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        return [x1 - 1, y1 - 1, x2, y2, self.index_map[name], flag]
+
+    def _image_size(self, idx: int, root: ET.Element, path: str) -> Tuple[float, float]:
+        """``(width, height)`` from ``<size>``, or from the image header when absent or zero."""
+        size = root.find("size")
+        if size is not None:
+            width, height = (float(_xml_text(size, t, path)) for t in ("width", "height"))
+            if width > 0 and height > 0:
+                return width, height
+        image = self.image_path(idx)
+        try:
+            with Image.open(image) as im:
+                return float(im.size[0]), float(im.size[1])
+        except OSError as err:
+            raise BadImageError(image, f"{err} (needed for its size, absent from {path})") from err
+
+
+def _read_id_list(folder: str, name: str) -> List[str]:
+    """Image ids in ``folder/ImageSets/Main/{name}.txt`` (first word of each non-blank line)."""
+    path = os.path.join(folder, "ImageSets", "Main", f"{name}.txt")
+    if not os.path.isfile(path):
+        raise ValueError(f"split file {path} does not exist")
+    with open(path) as f:
+        return [line.split()[0] for line in f if line.strip()]
+
+
+class VOCFolderDataset(VOCDataset):
+    """A custom dataset in VOC format, with its own classes.
+
+    Layout: ``root/Annotations/*.xml``, ``root/JPEGImages/<id>.{jpg,jpeg,png,bmp}`` and optionally
+    ``root/ImageSets/Main/{split}.txt``. Without a split file, ``split="train"`` / ``"val"`` are
+    a fixed split of the sorted ids (every ``round(1 / val_fraction)``-th id, from the first, is
+    in val) and ``"all"`` is every annotated image.
+
+    Args:
+        root: the folder.
+        split: a split name, as above.
+        classes: class list; default: the sorted unique ``<name>`` s of all XMLs in the folder
+            (the same for every split).
+        val_fraction: share of images in the derived ``"val"`` split.
+        skip_bad: leave out images that cannot be decoded.
+
+    Items: see the module docstring (the 6th column is ``difficult``).
+    """
+
+    def __init__(self, root: str, split: str = "train", classes: Optional[Sequence[str]] = None,
+                 val_fraction: float = 0.1, skip_bad: bool = False):
+        root = _existing_dir(root)
+        annotations = sorted(glob.glob(os.path.join(root, "Annotations", "*.xml")))
+        if not annotations:
+            raise ValueError(f"dataset folder {root} has no Annotations/*.xml")
+        self._val_every = max(2, round(1 / val_fraction))
+        self._image_files = _image_files(os.path.join(root, "JPEGImages"))
+        classes = classes or _class_names(annotations)
+        if not classes:
+            raise ValueError(f"the annotations in {root} name no objects")
+        super().__init__(root, splits=((None, split),), classes=classes, skip_bad=skip_bad)
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}({self._root}, {self._splits[0][1]})"
+
+    def image_path(self, idx: int) -> str:
+        folder, image_id = self._items[idx]
+        name = self._image_files.get(image_id, image_id + ".jpg")
+        return os.path.join(folder, "JPEGImages", name)
+
+    def _load_items(self, splits) -> List[Tuple[str, str]]:
+        """``(root, image id)`` of the split: from ImageSets if present, else derived."""
+        (_, split), = splits
+        if os.path.isfile(os.path.join(self._root, "ImageSets", "Main", f"{split}.txt")):
+            ids = _read_id_list(self._root, split)
+        else:
+            ids = self._derived_split(split)
+        return [(self._root, i) for i in ids]
+
+    def _derived_split(self, split: str) -> List[str]:
+        xmls = glob.glob(os.path.join(self._root, "Annotations", "*.xml"))
+        ids = sorted(os.path.splitext(os.path.basename(p))[0] for p in xmls)
+        in_val = [i % self._val_every == 0 for i in range(len(ids))]
+        chosen = {"all": [True] * len(ids), "val": in_val, "train": [not v for v in in_val]}
+        if split not in chosen:
+            raise ValueError(f"no split file ImageSets/Main/{split}.txt in {self._root}; "
+                             f"without one the splits are {sorted(chosen)}")
+        return [i for i, keep in zip(ids, chosen[split]) if keep]
+
+
+def _image_files(folder: str) -> Dict[str, str]:
+    """Map image id (file stem) -> file name for the images in ``folder``."""
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    return {os.path.splitext(n)[0]: n for n in sorted(names)
+            if n.lower().endswith(IMAGE_EXTENSIONS)}
+
+
+def _class_names(annotations: Sequence[str]) -> Tuple[str, ...]:
+    """Sorted unique object names over the annotation files."""
+    names = {_xml_text(obj, "name", path) for path in annotations
+             for obj in _xml_root(path).iter("object")}
+    return tuple(sorted(names))
+
+
+class COCODataset(_FileDataset, COCODetection):
+    """A COCO-format dataset, one split: labels ``(M, 6)`` with ``iscrowd``.
+
+    Layout: ``root/annotations/instances_{split}.json`` and the images under ``root/{split}/``
+    (``file_name`` of each image entry). Classes are the json's categories in id order (the 80
+    COCO names for COCO itself); ``contiguous_id_to_json`` maps class ids back to category ids.
+    Every image is kept, also those without objects (labels ``(0, 6)``), in image-id order, so
+    ``coco`` (the pycocotools object) matches the dataset for evaluation.
+
+    Args:
+        root: the dataset folder.
+        split: e.g. ``"train2017"``, ``"val2017"``.
+        skip_bad: leave out images that cannot be decoded.
+
+    Items: see the module docstring (the 6th column is ``iscrowd``).
+    """
+
+    def __init__(self, root: str = DEFAULT_COCO_ROOT, split: str = "val2017",
+                 skip_bad: bool = False):
+        root = _existing_dir(root)
+        self._json = os.path.join(root, "annotations", f"instances_{split}.json")
+        if not os.path.isfile(self._json):
+            raise ValueError(f"COCO annotation file {self._json} does not exist")
+        self._split_dir = split
+        self._api = _load_coco(self._json)
+        category_ids = sorted(self._api.getCatIds())
+        self._classes = tuple(c["name"] for c in self._api.loadCats(category_ids))
+        self.stats = LoadStats()
+        super().__init__(root=root, splits=(f"instances_{split}",), skip_empty=False)
+        self.index_map = {name: i for i, name in enumerate(self._classes)}
+        if not self._items:
+            raise ValueError(f"COCO annotation file {self._json} lists no images")
+        self._report(self._json)
+        if skip_bad:
+            self._drop_unreadable()
+
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Class names (category names in category-id order)."""
+        return self._classes
+
+    def image_path(self, idx: int) -> str:
+        """Path of item ``idx``'s image."""
+        return self._items[idx]
+
+    def _label(self, idx: int) -> np.ndarray:
+        return self._labels[idx]
+
+    def _keep(self, indices: List[int]) -> None:
+        self._items = [self._items[i] for i in indices]
+        self._labels = [self._labels[i] for i in indices]
+        self._im_aspect_ratios = [self._im_aspect_ratios[i] for i in indices]
+
+    def _parse_image_path(self, entry: dict) -> str:
+        return os.path.join(self._root, self._split_dir, entry["file_name"])
+
+    def _load_jsons(self):
+        """Image paths, labels ``(M, 6)`` and aspect ratios of every image, by image id."""
+        self._coco = [self._api]
+        category_ids = sorted(self._api.getCatIds())
+        self.json_id_to_contiguous = {c: i for i, c in enumerate(category_ids)}
+        self.contiguous_id_to_json = dict(enumerate(category_ids))
+        entries = self._api.loadImgs(sorted(self._api.getImgIds()))
+        items = [self._parse_image_path(e) for e in entries]
+        labels = [self._image_label(e) for e in entries]
+        return items, labels, [e["width"] / e["height"] for e in entries]
+
+    def _image_label(self, entry: dict) -> np.ndarray:
+        """Labels ``(M, 6)`` float32 ``[x, y, x + w, y + h, class_id, iscrowd]`` of one image."""
+        rows = []
+        for obj in self._api.loadAnns(self._api.getAnnIds(imgIds=[entry["id"]], iscrowd=None)):
+            if obj.get("ignore", 0):
+                continue
+            if obj["category_id"] not in self.json_id_to_contiguous:
+                raise ValueError(f"{self._json}: annotation {obj.get('id')} has category_id "
+                                 f"{obj['category_id']}, not among the categories")
+            x, y, w, h = obj["bbox"]
+            rows.append([x, y, x + w, y + h, self.json_id_to_contiguous[obj["category_id"]],
+                         obj.get("iscrowd", 0)])
+        label = np.array(rows, np.float32).reshape(-1, LABEL_WIDTH)
+        return self._count(label, entry["width"], entry["height"])
+
+
+def _load_coco(path: str):
+    """A pycocotools ``COCO`` object for the json at ``path`` (its progress prints silenced)."""
+    from pycocotools.coco import COCO
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(path)
+
+
+def voc_splits(split: str) -> Tuple[Tuple[int, str], ...]:
+    """VOC ``(year, name)`` pairs for ``split``.
+
+    ``"train"`` = 2007 + 2012 trainval, ``"val"`` / ``"test"`` = 2007 test (the paper's
+    protocol); otherwise ``"YEAR_NAME[+YEAR_NAME...]"``, e.g. ``"2007_trainval"``.
+    """
+    if split in VOC_SPLITS:
+        return VOC_SPLITS[split]
+    try:
+        pairs = (part.split("_", 1) for part in split.split("+"))
+        return tuple((int(year), name) for year, name in pairs)
+    except ValueError as err:
+        raise ValueError(f"VOC split {split!r} is neither one of {sorted(VOC_SPLITS)} nor "
+                         "'YEAR_NAME[+YEAR_NAME...]'") from err
+
+
+def get_dataset(name_or_path: str, split: str = "train", *, root: Optional[str] = None,
+                size: Tuple[int, int] = (192, 192), length: Optional[int] = None, seed: int = 0,
+                classes: Optional[Sequence[str]] = None,
+                skip_bad: bool = False) -> gluon.data.Dataset:
+    """One split of a dataset, by name or folder.
+
+    Args:
+        name_or_path:
+            ``"synthetic"``: :class:`SyntheticShapes` (``size``, ``length``, ``seed``,
+            ``classes`` apply; ``split`` is ``"train"`` or ``"val"``);
+            ``"voc"``: :class:`VOCDataset` under ``root`` (default ``~/.mxnet/datasets/voc``),
+            ``split`` as in :func:`voc_splits`;
+            ``"coco"``: :class:`COCODataset` under ``root`` (default ``~/.mxnet/datasets/coco``),
+            ``"train"`` -> ``train2017``, ``"val"`` -> ``val2017``, other names literally;
+            a folder: a VOC-format folder (has ``Annotations/``, :class:`VOCFolderDataset`), a
+            VOCdevkit (has ``VOC2007/`` or ``VOC2012/``) or a COCO-format folder (has
+            ``annotations/``).
+        split: which split (meaning per dataset as above).
+        classes: class list override (synthetic: shape names; VOC folders: class names).
+        skip_bad: leave out unreadable images, counted in ``stats.unreadable``.
+
+    Returns:
+        A dataset with ``classes`` and ``stats``; items ``(image (H, W, 3) uint8 NDArray,
+        label (M, 5 or 6) float32 [xmin, ymin, xmax, ymax, class_id(, ignore)] pixels)``.
+
+    Raises:
+        ValueError: unknown name, missing or empty folder, missing split file.
+    """
+    from .synthetic import DEFAULT_CLASSES, DEFAULT_LENGTH, SyntheticShapes  # imports this module
+
+    key = name_or_path.lower()
+    if key == "synthetic":
+        return SyntheticShapes(length or DEFAULT_LENGTH.get(split, DEFAULT_LENGTH["val"]), size,
+                               split, seed, classes or DEFAULT_CLASSES)
+    if key == "voc":
+        return VOCDataset(root or DEFAULT_VOC_ROOT, voc_splits(split), classes, skip_bad)
+    if key == "coco":
+        return COCODataset(root or DEFAULT_COCO_ROOT, COCO_SPLITS.get(split, split), skip_bad)
+    if not os.path.isdir(os.path.expanduser(name_or_path)):
+        raise ValueError(f"{name_or_path!r} is neither a dataset name (synthetic, voc, coco) "
+                         "nor an existing folder")
+    return _folder_dataset(os.path.expanduser(name_or_path), split, classes, skip_bad)
+
+
+def _folder_dataset(path: str, split: str, classes: Optional[Sequence[str]],
+                    skip_bad: bool) -> gluon.data.Dataset:
+    """The dataset in ``path``, its format recognised by its sub-folders."""
+    def has(sub: str) -> bool:
+        return os.path.isdir(os.path.join(path, sub))
+
+    if has("Annotations"):
+        return VOCFolderDataset(path, split, classes, skip_bad=skip_bad)
+    if has("VOC2007") or has("VOC2012"):
+        return VOCDataset(path, voc_splits(split), classes, skip_bad)
+    if has("annotations"):
+        return COCODataset(path, COCO_SPLITS.get(split, split), skip_bad)
+    raise ValueError(f"no dataset found in folder {path}: expected Annotations/ (VOC format), "
+                     "VOC2007/ or VOC2012/ (VOCdevkit) or annotations/ (COCO format)")
+
+
+__all__ = [
+    "LoadStats", "BadImageError", "read_image", "sanitize_boxes", "find_unreadable",
+    "VOCDataset", "VOCFolderDataset", "COCODataset", "voc_splits", "get_dataset",
+    "VOC_CLASSES", "LABEL_WIDTH",
+]

@@ -1,0 +1,111 @@
+"""Plots: each returns a Figure, writes a PNG only when asked, and draws boxes where they belong."""
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from gluon_ssd.coverage import preset_coverage, sample_boxes
+from gluon_ssd.presets import SSD300_ANCHORS
+from gluon_ssd.visualize import (as_image, blank_canvas, check_cell, default_canvas_size,
+                                 draw_boxes, new_figure, plot_anchors_at, plot_boxes,
+                                 plot_coverage, plot_feature_map_anchors, plot_preset_anchors,
+                                 read_image, sample_image, to_pixels)
+
+
+def rectangles(ax):
+    """``(N, 4)`` pixel corners of the box patches on ``ax``."""
+    return np.array([[p.get_x(), p.get_y(), p.get_x() + p.get_width(), p.get_y() + p.get_height()]
+                     for p in ax.patches if isinstance(p, Rectangle)])
+
+
+def assert_png(path):
+    with Image.open(path) as img:
+        assert img.format == "PNG" and min(img.size) > 100
+
+
+def test_to_pixels_scales_x_by_width_and_y_by_height():
+    np.testing.assert_allclose(to_pixels([[0.1, 0.2, 0.5, 1.0]], (200, 400)), [[40, 40, 200, 200]])
+
+
+def test_draw_boxes_normalised_and_pixel_boxes_agree_and_input_is_untouched():
+    image = blank_canvas((200, 400))
+    boxes = np.array([[0.1, 0.2, 0.5, 0.9]])
+    fig, axes = new_figure(1, 2)
+    draw_boxes(axes[0, 0], image, boxes, texts=["a"])
+    draw_boxes(axes[0, 1], image, to_pixels(boxes, (200, 400)), pixels=True)
+    np.testing.assert_allclose(boxes, [[0.1, 0.2, 0.5, 0.9]])
+    np.testing.assert_allclose(rectangles(axes[0, 0]), [[40, 40, 200, 180]])
+    np.testing.assert_allclose(rectangles(axes[0, 1]), [[40, 40, 200, 180]])
+    assert [t.get_text() for t in axes[0, 0].texts] == ["a "]
+
+
+def test_draw_boxes_view_grows_for_boxes_outside_the_image():
+    fig, axes = new_figure()
+    draw_boxes(axes[0, 0], blank_canvas((100, 100)), [[-0.5, 0.0, 0.5, 1.5]], legend=True,
+               texts=["big"])
+    x0, x1 = axes[0, 0].get_xlim()
+    y1, y0 = axes[0, 0].get_ylim()
+    assert x0 < -50 and x1 > 100 and y1 > 150
+    assert [t.get_text() for t in axes[0, 0].get_legend().get_texts()] == ["big"]
+
+
+def test_plot_anchors_at_draws_the_anchors_of_that_pixel(tmp_path):
+    fig = plot_anchors_at([0.2, 0.5], [1, 4, 0.25], [(100, 150)], image_size=(200, 300))
+    assert isinstance(fig, Figure) and not list(tmp_path.iterdir())
+    boxes = rectangles(fig.axes[0])
+    assert len(boxes) == 4
+    np.testing.assert_allclose((boxes[:, 0] + boxes[:, 2]) / 2, 150.5, atol=1)  # pixel centre
+    np.testing.assert_allclose((boxes[:, 1] + boxes[:, 3]) / 2, 100.5, atol=1)
+    # sizes are fractions of the height (200 px): 0.2 -> 40 px, ratio 4 -> 80 x 20 px
+    np.testing.assert_allclose(boxes[:, 2] - boxes[:, 0], [40, 100, 80, 20], atol=1)
+    np.testing.assert_allclose(boxes[:, 3] - boxes[:, 1], [40, 100, 20, 80], atol=1)
+
+
+def test_plot_feature_map_anchors_writes_png(tmp_path):
+    path = tmp_path / "sub" / "fm.png"
+    fig = plot_feature_map_anchors((2, 4), [0.2, 0.5], [1, 4, 0.25], cells=[(0, 0), (1, 3)],
+                                   path=path)
+    assert_png(path)
+    assert len(rectangles(fig.axes[0])) == 8
+    assert default_canvas_size((2, 4)) == (300, 600)
+    with pytest.raises(ValueError, match="cells: 2,0 is outside the 2x4 grid"):
+        plot_feature_map_anchors((2, 4), [0.2], [1], cells=[(2, 0)])
+
+
+def test_plot_preset_anchors_one_panel_per_layer(tmp_path):
+    fig = plot_preset_anchors(SSD300_ANCHORS, image=sample_image(), path=tmp_path / "p.png")
+    assert_png(tmp_path / "p.png")
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 6
+    assert [len(rectangles(ax)) for ax in panels] == [4, 6, 6, 6, 4, 4]
+
+
+def test_plot_boxes_labels_and_threshold():
+    fig = plot_boxes(None, [[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9], [0.0, 0.0, 0.1, 0.1]],
+                     class_ids=[0, 1, -1], scores=[0.9, 0.3, 0.99], class_names=["cat", "dog"])
+    ax = fig.axes[0]
+    assert len(rectangles(ax)) == 1
+    assert [t.get_text() for t in ax.texts] == ["cat 0.90 "]
+
+
+def test_plot_coverage_panels(tmp_path):
+    report = preset_coverage(sample_boxes(50), SSD300_ANCHORS)
+    fig = plot_coverage({"a": report, "b": report}, path=tmp_path / "c.png")
+    assert_png(tmp_path / "c.png")
+    assert len(fig.axes) == 2
+
+
+def test_images_and_cells_are_validated(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="bad.jpg"):
+        read_image(bad)
+    with pytest.raises(ValueError, match="missing.png"):
+        as_image(str(tmp_path / "missing.png"))
+    with pytest.raises(ValueError, match="image_size"):
+        blank_canvas((0, 4))
+    grey = tmp_path / "grey.png"
+    Image.fromarray(np.zeros((5, 7), dtype=np.uint8)).save(grey)
+    assert read_image(grey).shape == (5, 7, 3)
+    assert check_cell((1, 2), (2, 3), "at") == (1, 2)
