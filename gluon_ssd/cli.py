@@ -282,17 +282,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _add_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", metavar="DIR", help="run folder")
     p.add_argument("--epochs", type=int, help="override the demo preset's epochs")
+    p.add_argument("--train-size", type=int, help="synthetic training images per epoch")
+    p.add_argument("--val-size", type=int, help="synthetic validation images")
+    p.add_argument("--image-size", type=int, help="network input side in pixels")
+    p.add_argument("--batch-size", type=int, help="images per batch")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: train the demo preset on SyntheticShapes, then plot SSD300's anchors."""
-    from .train import TrainConfig, train
+    from .train import train
 
-    _positive_ints(args, ["epochs"])
+    _positive_ints(args, ["epochs", "train_size", "val_size", "image_size", "batch_size"])
     out = Path(args.out)
-    result = train(TrainConfig(preset="demo", out=str(out), epochs=args.epochs,
-                               progress=args.progress))
+    result = train(_train_config(argparse.Namespace(preset="demo", **vars(args))))
     preset = get_preset("ssd300")
     spec = preset.model.anchors
     photo = sample_image()
@@ -344,7 +347,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(exit_.code or 0)
     try:
         return args.run(args)
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # bad input: a wrong value, a missing or corrupt file
         print(f"gluon-ssd {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -29,6 +29,16 @@ class LossParts:
     num_negatives: float
 
 
+def confidence_loss(cls_preds: mx.nd.NDArray, cls_target: mx.nd.NDArray) -> mx.nd.NDArray:
+    """Softmax cross-entropy of each anchor against its target class: ``(B, N)``.
+
+    ``cls_preds (B, N, C+1)`` logits; ``cls_target (B, N)`` with 0 background, ``class + 1``
+    positive and -1 ignore (scored as background here; the loss masks ignored anchors out).
+    """
+    log_prob = mx.nd.log_softmax(cls_preds, axis=-1)
+    return -mx.nd.pick(log_prob, mx.nd.maximum(cls_target, 0), axis=-1)
+
+
 def hard_negative_mask(conf_loss: mx.nd.NDArray, cls_target: mx.nd.NDArray,
                        negative_ratio: float, min_negatives: int) -> mx.nd.NDArray:
     """Which anchors are kept negatives: ``(B, N)`` 0/1.
@@ -68,9 +78,7 @@ class SSDLoss:
         self.mining = mining
 
     def __call__(self, cls_preds, box_preds, cls_target, loc_target, loc_mask) -> LossParts:
-        log_prob = mx.nd.log_softmax(cls_preds, axis=-1)
-        target = mx.nd.maximum(cls_target, 0)
-        conf_loss = -mx.nd.pick(log_prob, target, axis=-1)  # (B, N)
+        conf_loss = confidence_loss(cls_preds, cls_target)  # (B, N)
         positive = cls_target > 0
         if self.mining:
             negative = hard_negative_mask(conf_loss.detach(), cls_target, self.negative_ratio,

@@ -209,12 +209,15 @@ class Run:
                                self.epochs)
             self.trainer.set_learning_rate(lr)
             parts = self.step(batch, labels)
+            mx.nd.waitall()  # the backward pass and update run asynchronously: time them here
             values = np.array([parts.total.asscalar(), parts.confidence.asscalar(),
                                parts.localization.asscalar()])
             if not np.isfinite(values).all():
-                raise TrainingDiverged(
-                    f"loss became {values[0]} at epoch {epoch + 1}, iteration {self.iteration}; "
-                    f"the last good checkpoint is {os.path.join(self.cfg.out, LAST)}")
+                last = os.path.join(self.cfg.out, LAST)
+                kept = (f"the last good checkpoint is {last}" if os.path.exists(last)
+                        else "no checkpoint was written yet")
+                raise TrainingDiverged(f"loss became {values[0]} at epoch {epoch + 1}, "
+                                       f"iteration {self.iteration}; {kept}")
             sums += values * batch.shape[0]
             images += batch.shape[0]
             tick = time.perf_counter()

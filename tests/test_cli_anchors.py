@@ -116,11 +116,39 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stdout == ""
 
 
-def test_demo_writes_the_anchor_plots(tmp_path, capsys):
-    status, out, _ = run(capsys, "demo", "--out", tmp_path / "demo")
+def test_demo_trains_then_writes_the_anchor_plots(tmp_path, monkeypatch, capsys):
+    """``demo`` trains the demo preset (minutes at its settings), then plots SSD300's anchors.
+
+    ``demo`` has no options to shrink the data, so the training it asks for is shrunk here: the
+    TrainConfig it builds is checked, then run at 64x64 on 16 + 8 images."""
+    import dataclasses
+
+    import gluon_ssd.train
+
+    real_train, configs = gluon_ssd.train.train, []
+
+    def tiny_train(cfg):
+        configs.append(cfg)
+        return real_train(dataclasses.replace(cfg, image_size=64, train_size=16, val_size=8,
+                                              batch_size=8))
+
+    monkeypatch.setattr(gluon_ssd.train, "train", tiny_train)
+    status, out, _ = run(capsys, "demo", "--out", tmp_path / "demo", "--epochs", 1, "--quiet")
     assert status == 0 and "total: 8732 anchors" in out and "coverage" in out
+    assert "demo: VOC07 mAP" in out
+    (cfg,) = configs
+    assert (cfg.preset, cfg.data, cfg.epochs, cfg.progress) == ("demo", "synthetic", 1, False)
+    assert cfg.out == str(tmp_path / "demo")
     assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == [
-        "anchors_at_pixel.png", "anchors_per_layer.png", "coverage.png"]
+        "anchors_at_pixel.png", "anchors_per_layer.png", "checkpoint-best.params",
+        "checkpoint-last.params", "config.json", "coverage.png", "curve.png", "detections.png",
+        "log.csv", "log.json"]
+
+
+def test_demo_bad_epochs_is_one_line_and_exit_2(tmp_path, capsys):
+    status, out, err = run(capsys, "demo", "--out", tmp_path / "demo", "--epochs", 0)
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "--epochs" in err and not (tmp_path / "demo").exists()
 
 
 def test_commands_are_registered_with_help(capsys):

@@ -307,6 +307,8 @@ class VOCFolderDataset(VOCDataset):
             raise ValueError(f"dataset folder {root} has no Annotations/*.xml")
         self._val_every = max(2, round(1 / val_fraction))
         self._image_files = _image_files(os.path.join(root, "JPEGImages"))
+        if not self._image_files:
+            raise ValueError(f"dataset folder {root} has no images in JPEGImages/")
         classes = classes or _class_names(annotations)
         if not classes:
             raise ValueError(f"the annotations in {root} name no objects")

@@ -1,0 +1,257 @@
+"""Demo-preset accuracy at a fixed wall-clock budget: the paper's recipe vs. no mining, no aug.
+
+Trains the ``demo`` preset on SyntheticShapes for ``--minutes`` of wall-clock training (default
+10) with the preset's settings, and measures VOC07 mAP@0.5 on the SyntheticShapes validation split
+(the preset's 500 images unless ``--val-size``). Then the same budget again with
+``TrainConfig(mining=False, augment=False)``: every background anchor in the confidence loss (no
+hard negative mining) and plain resized images (no photometric distortion, zoom-out, crop or
+flip). Prints both mAPs side by side and the difference, plus where the training time went
+(the data pipeline vs. the training step): the data pipeline must not be the bottleneck.
+
+**Loader vs. step.** The training log's ``load_seconds`` / ``step_seconds`` split is skewed: the
+trainer stops its step clock when the loss value is ready, but MXNet runs the backward pass and
+the optimizer update asynchronously, so they finish while the next batch is being loaded and are
+counted as loading. The table therefore shows the log's numbers *and* an honest split measured
+during calibration: the loader alone (the batches of one epoch, nothing else running) and the
+steps alone (``mx.nd.waitall()`` after each), in ms per image.
+
+**Fitting the budget.** The trainer has no wall-clock option: a run is ``epochs`` passes over
+``train_size`` images, and the cosine schedule needs the number of epochs up front. So each
+configuration is first timed, in this process, right before its run: a throw-away ``Run`` with
+the same settings trains 2 x ``--calibration-batches`` batches (the first pass warms up MXNet's
+graph and is discarded) and the second pass's images/s, loading included, gives
+
+    images = images_per_second x budget_seconds x (1 - --margin)
+    epochs = the preset's (30) unless --epochs;   train_size = images / epochs (whole batches)
+
+i.e. the preset's schedule in epochs (warm-up 0.2 epoch, cosine to 0 at the end, batch 16, Adam
+2e-3) is kept and each epoch is shrunk to fit the time. ``--margin`` (default 0.05) leaves room
+for checkpointing and drift. Validation runs only once, after the last epoch (``eval_every`` =
+epochs), so the budget is spent on training; the mAP is that of the final weights. The actual
+training time is printed next to the budget: the machine may be busier or quieter than during
+the calibration (each configuration is calibrated right before it runs, so both face the same
+conditions as far as possible).
+
+Examples::
+
+    python benchmarks/bench_demo_accuracy.py --quick            # smoke run, about 2 minutes
+    python benchmarks/bench_demo_accuracy.py --threads 2        # the real one: 2 x 10 minutes
+    python benchmarks/bench_demo_accuracy.py --minutes 10 --separate   # + each ablation alone
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="wall-clock training budget per configuration (default 10)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs per run (default: the preset's); train_size fills the budget")
+    parser.add_argument("--val-size", type=int, default=None,
+                        help="SyntheticShapes validation images (default: the preset's 500)")
+    parser.add_argument("--calibration-batches", type=int, default=6,
+                        help="batches per timing pass before each run (default 6)")
+    parser.add_argument("--margin", type=float, default=0.05,
+                        help="share of the budget left unplanned (default 0.05)")
+    parser.add_argument("--workers", type=int, default=0, help="data loader processes")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for mxnet (set before importing it)")
+    parser.add_argument("--separate", action="store_true",
+                        help="also run each ablation alone (no mining; no augmentation)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/bench_demo_accuracy",
+                        help="parent of the run folders; results.json is written here")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 0.3 minute per configuration, 2 epochs, 48 val images")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.minutes, args.epochs, args.calibration_batches = 0.3, args.epochs or 2, 2
+        args.val_size = args.val_size or 48
+    if args.minutes <= 0 or (args.epochs is not None and args.epochs < 1):
+        parser.error("--minutes must be > 0 and --epochs >= 1")
+    return args
+
+
+def _set_threads(threads: Optional[int]) -> None:
+    """Fix mxnet's threading through the environment; must run before ``import mxnet``."""
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        os.environ["MXNET_CPU_WORKER_NTHREADS"] = "1"
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One configuration's planned and measured run."""
+
+    name: str
+    mining: bool
+    augment: bool
+    calibration_ips: float
+    loader_ms: float
+    step_ms: float
+    epochs: int
+    train_size: int
+    train_seconds: float = 0.0  # sum over epochs of loading + steps
+    load_seconds: float = 0.0
+    step_seconds: float = 0.0
+    wall_seconds: float = 0.0   # the whole train() call: + checkpoints, final evaluation, plots
+    images_per_second: float = 0.0
+    val_map: float = float("nan")
+    final_loss: float = float("nan")
+
+
+@dataclasses.dataclass
+class Calibration:
+    """Speeds of one configuration, measured before its run (ms per image)."""
+
+    images_per_second: float  # the training loop as it runs: loading and steps overlap
+    loader_ms: float          # the data pipeline alone (render + transform + batchify)
+    step_ms: float            # targets + forward + backward + update alone, each waited for
+
+
+def calibrate(config, batches: int) -> Calibration:
+    """Time ``config``'s training loop (a warm-up pass, then a timed one), then the loader alone
+    and the steps alone on the batches it yields."""
+    import mxnet as mx
+    from gluon_ssd.presets import get_preset
+    from gluon_ssd.train import Run
+
+    batch = config.batch_size or get_preset(config.preset).train.batch_size
+    probe = dataclasses.replace(config, train_size=batches * batch, val_size=batch, epochs=3,
+                                progress=False)
+    run = Run(probe)
+    run.train_epoch(0)  # graph construction, memory planning: not representative
+    ips = run.train_epoch(1).images_per_second
+    mx.nd.waitall()
+    start = time.perf_counter()
+    data = [(b.as_in_context(mx.cpu()), l) for b, l in run.train_loader.epoch(2)]
+    mx.nd.waitall()
+    loader = time.perf_counter() - start
+    start = time.perf_counter()
+    for images, labels in data:
+        run.step(images, labels)
+        mx.nd.waitall()  # backward and update run asynchronously: wait for them
+    step = time.perf_counter() - start
+    n = sum(images.shape[0] for images, _ in data)
+    return Calibration(ips, 1000 * loader / n, 1000 * step / n)
+
+
+def plan(ips: float, budget_s: float, margin: float, epochs: int, batch: int) -> int:
+    """``train_size`` (whole batches, at least one) so that ``epochs`` passes fit the budget."""
+    images = ips * budget_s * (1 - margin)
+    return max(batch, int(images / epochs) // batch * batch)
+
+
+def run_one(name: str, mining: bool, augment: bool, args, root: str) -> Outcome:
+    from gluon_ssd.presets import get_preset
+    from gluon_ssd.train import TrainConfig, train
+
+    spec = get_preset("demo").train
+    epochs = args.epochs or spec.epochs
+    base = TrainConfig(preset="demo", data="synthetic", out=os.path.join(root, name),
+                       epochs=epochs, eval_every=epochs, val_size=args.val_size, seed=args.seed,
+                       num_workers=args.workers, mining=mining, augment=augment,
+                       progress=sys.stderr.isatty())
+    with tempfile.TemporaryDirectory() as scratch:
+        cal = calibrate(dataclasses.replace(base, out=scratch), args.calibration_batches)
+    train_size = plan(cal.images_per_second, args.minutes * 60, args.margin, epochs,
+                      spec.batch_size)
+    print(f"[{name}] calibration: {cal.images_per_second:.1f} images/s (loader alone "
+          f"{cal.loader_ms:.0f} ms/image, step alone {cal.step_ms:.0f} ms/image) -> {epochs} "
+          f"epochs x {train_size} images = {epochs * train_size} images in {args.minutes:g} min",
+          flush=True)
+    config = dataclasses.replace(base, train_size=train_size)
+    start = time.perf_counter()
+    result = train(config)
+    wall = time.perf_counter() - start
+    history = result.history
+    load = sum(r.load_seconds for r in history)
+    step = sum(r.step_seconds for r in history)
+    images = len(history) * train_size  # a multiple of the batch: no batch discarded
+    outcome = Outcome(name, mining, augment, cal.images_per_second, cal.loader_ms, cal.step_ms,
+                      epochs, train_size, load + step, load, step,
+                      wall, images / max(load + step, 1e-9),
+                      history[-1].val_map if history[-1].val_map is not None else float("nan"),
+                      history[-1].loss)
+    print(f"[{name}] trained {load + step:.0f} s (budget {args.minutes * 60:.0f} s), "
+          f"VOC07 mAP {outcome.val_map:.4f}, run folder {config.out}", flush=True)
+    return outcome
+
+
+def report(outcomes: List[Outcome], budget_s: float) -> str:
+    """Side-by-side table of the outcomes, then the difference to the first."""
+    rows = [
+        ("VOC07 mAP@0.5 (val)", lambda o: f"{o.val_map:.4f}"),
+        ("hard negative mining", lambda o: "yes" if o.mining else "no"),
+        ("augmentation", lambda o: "yes" if o.augment else "no"),
+        ("calibrated images/s", lambda o: f"{o.calibration_ips:.1f}"),
+        ("epochs x train_size", lambda o: f"{o.epochs} x {o.train_size}"),
+        ("loader alone ms/image", lambda o: f"{o.loader_ms:.1f}"),
+        ("step alone ms/image", lambda o: f"{o.step_ms:.1f}"),
+        ("training s (budget)", lambda o: f"{o.train_seconds:.0f} ({budget_s:.0f})"),
+        ("  log: load_seconds", lambda o: f"{o.load_seconds:.0f} ({_share(o.load_seconds, o)})"),
+        ("  log: step_seconds", lambda o: f"{o.step_seconds:.0f} ({_share(o.step_seconds, o)})"),
+        ("training images/s", lambda o: f"{o.images_per_second:.1f}"),
+        ("train() wall s (+ eval, saving)", lambda o: f"{o.wall_seconds:.0f}"),
+        ("final training loss", lambda o: f"{o.final_loss:.3f}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    cols = [max(len(o.name), 14) for o in outcomes]
+    lines = ["".join([" " * width] + [f"  {o.name:>{c}}" for o, c in zip(outcomes, cols)])]
+    for label, fmt in rows:
+        lines.append("".join([f"{label:<{width}}"] +
+                             [f"  {fmt(o):>{c}}" for o, c in zip(outcomes, cols)]))
+    ref = outcomes[0]
+    lines.append("")
+    for o in outcomes[1:]:
+        lines.append(f"mAP difference {ref.name} - {o.name}: {ref.val_map - o.val_map:+.4f}")
+    lines.append("(the log's load_seconds also holds the previous step's backward and update, "
+                 "which MXNet runs asynchronously; the 'alone' rows are the honest split)")
+    for o in outcomes:
+        if o.loader_ms > o.step_ms:
+            lines.append(f"WARNING [{o.name}]: the loader alone ({o.loader_ms:.0f} ms/image) is "
+                         f"slower than the step alone ({o.step_ms:.0f} ms/image): the data "
+                         "pipeline is the bottleneck (try --workers)")
+        else:
+            lines.append(f"[{o.name}] the data pipeline is not the bottleneck: loader "
+                         f"{o.loader_ms:.0f} ms/image vs step {o.step_ms:.0f} ms/image")
+    return "\n".join(lines)
+
+
+def _share(seconds: float, o: Outcome) -> str:
+    return f"{100 * seconds / max(o.train_seconds, 1e-9):.0f}%"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    _set_threads(args.threads)
+    import mxnet as mx  # after the thread settings
+
+    print(f"mxnet {mx.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"{os.cpu_count()} CPUs, budget {args.minutes:g} min per configuration", flush=True)
+    configs = [("default", True, True), ("no-mining-no-aug", False, False)]
+    if args.separate:
+        configs += [("no-mining", False, True), ("no-aug", True, False)]
+    os.makedirs(args.out, exist_ok=True)
+    outcomes = [run_one(name, mining, augment, args, args.out)
+                for name, mining, augment in configs]
+    print()
+    print(report(outcomes, args.minutes * 60))
+    path = os.path.join(args.out, "results.json")
+    with open(path, "w") as f:
+        json.dump({"args": vars(args), "results": [dataclasses.asdict(o) for o in outcomes]},
+                  f, indent=2)
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
