@@ -8,12 +8,10 @@ hard negative mining) and plain resized images (no photometric distortion, zoom-
 flip). Prints both mAPs side by side and the difference, plus where the training time went
 (the data pipeline vs. the training step): the data pipeline must not be the bottleneck.
 
-**Loader vs. step.** The training log's ``load_seconds`` / ``step_seconds`` split is skewed: the
-trainer stops its step clock when the loss value is ready, but MXNet runs the backward pass and
-the optimizer update asynchronously, so they finish while the next batch is being loaded and are
-counted as loading. The table therefore shows the log's numbers *and* an honest split measured
-during calibration: the loader alone (the batches of one epoch, nothing else running) and the
-steps alone (``mx.nd.waitall()`` after each), in ms per image.
+**Loader vs. step.** The training log's ``load_seconds`` is the time the loop waited for the
+next batch and ``step_seconds`` the training step (the trainer waits for MXNet's asynchronous
+backward pass and update before stopping that clock). The calibration also measures each alone
+(the loader's batches of one epoch with nothing else running; the steps alone), in ms per image.
 
 **Fitting the budget.** The trainer has no wall-clock option: a run is ``epochs`` passes over
 ``train_size`` images, and the cosine schedule needs the number of epochs up front. So each
@@ -214,8 +212,6 @@ def report(outcomes: List[Outcome], budget_s: float) -> str:
     lines.append("")
     for o in outcomes[1:]:
         lines.append(f"mAP difference {ref.name} - {o.name}: {ref.val_map - o.val_map:+.4f}")
-    lines.append("(the log's load_seconds also holds the previous step's backward and update, "
-                 "which MXNet runs asynchronously; the 'alone' rows are the honest split)")
     for o in outcomes:
         if o.loader_ms > o.step_ms:
             lines.append(f"WARNING [{o.name}]: the loader alone ({o.loader_ms:.0f} ms/image) is "

@@ -295,7 +295,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _positive_ints(args, ["epochs", "train_size", "val_size", "image_size", "batch_size"])
     out = Path(args.out)
-    result = train(_train_config(argparse.Namespace(preset="demo", **vars(args))))
+    result = train(_train_config(argparse.Namespace(preset="demo", num_workers=1, **vars(args))))
     preset = get_preset("ssd300")
     spec = preset.model.anchors
     photo = sample_image()

@@ -180,8 +180,8 @@ PRESETS: Dict[str, Preset] = {
         "demo",
         ModelSpec(BackboneSpec(extras=HALVING_EXTRAS, width=0.125, batch_norm=True), DEMO_ANCHORS),
         train=TrainSpec(
-            optimizer="adam", learning_rate=2e-3, weight_decay=1e-4, batch_size=16, epochs=30,
-            warmup_epochs=0.2, schedule="cosine", lr_steps=(), eval_every=5,
+            optimizer="adam", learning_rate=2e-3, weight_decay=1e-4, batch_size=16, epochs=4,
+            warmup_epochs=0.2, schedule="cosine", lr_steps=(), eval_every=1,
         ),
     ),
 }
