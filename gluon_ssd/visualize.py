@@ -22,10 +22,10 @@ from gluoncv.utils.viz import plot_bbox
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from PIL import Image
 
 from .anchors import (anchor_shapes, feature_map_anchors, num_anchors, preset_anchors,
                       preset_layer_of_anchor, spec_priors)
+from .data.datasets import read_image as data_read_image
 from .presets import AnchorSpec
 
 if TYPE_CHECKING:
@@ -43,12 +43,9 @@ MAX_CENTRES = 4096
 # Images and coordinates.
 
 def read_image(path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
-    """The image file at ``path`` as ``(H, W, 3)`` uint8 RGB; ``ValueError`` naming the file."""
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError) as err:  # missing, unreadable, not an image, truncated
-        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
+    """The image file at ``path`` as ``(H, W, 3)`` uint8 RGB numpy; a ``BadImageError`` (a
+    ``ValueError``) naming the file if it is missing or not an image."""
+    return data_read_image(os.fspath(path)).asnumpy()
 
 
 def sample_image() -> np.ndarray:

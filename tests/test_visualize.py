@@ -9,8 +9,9 @@ from gluon_ssd.coverage import preset_coverage, sample_boxes
 from gluon_ssd.presets import SSD300_ANCHORS
 from gluon_ssd.visualize import (as_image, blank_canvas, check_cell, default_canvas_size,
                                  draw_boxes, new_figure, plot_anchors_at, plot_boxes,
-                                 plot_coverage, plot_feature_map_anchors, plot_preset_anchors,
-                                 read_image, sample_image, to_pixels)
+                                 plot_coverage, plot_detection_grid, plot_feature_map_anchors,
+                                 plot_hard_negatives, plot_matches, plot_preset_anchors,
+                                 plot_training_curves, read_image, sample_image, to_pixels)
 
 
 def rectangles(ax):
@@ -109,3 +110,39 @@ def test_images_and_cells_are_validated(tmp_path):
     Image.fromarray(np.zeros((5, 7), dtype=np.uint8)).save(grey)
     assert read_image(grey).shape == (5, 7, 3)
     assert check_cell((1, 2), (2, 3), "at") == (1, 2)
+
+
+def test_plot_detection_grid_draws_each_image_kept_boxes(tmp_path):
+    images = [blank_canvas((100, 100))] * 3
+    detections = [([0, 1], [0.9, 0.2], [[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]]),
+                  ([-1], [0.9], [[0.1, 0.1, 0.2, 0.2]]),
+                  ([1], [0.7], [[0.2, 0.3, 0.6, 0.8]])]
+    fig = plot_detection_grid(images, detections, class_names=["cat", "dog"], ncols=2,
+                              path=tmp_path / "grid.png")
+    assert_png(tmp_path / "grid.png")
+    counts = [len(rectangles(ax)) for ax in fig.axes[:3]]
+    assert counts == [1, 0, 1]  # the 0.2 score and the -1 row are not drawn
+    np.testing.assert_allclose(rectangles(fig.axes[2])[0], [20, 30, 60, 80])
+
+
+def test_plot_training_curves_skips_epochs_without_evaluation(tmp_path):
+    history = [dict(epoch=1, loss=3.0, confidence=2.0, localization=1.0, val_map=None),
+               dict(epoch=2, loss=2.0, confidence=1.5, localization=0.5, val_map=0.4)]
+    fig = plot_training_curves(history, path=tmp_path / "curve.png")
+    assert_png(tmp_path / "curve.png")
+    loss_ax, map_ax = fig.axes
+    assert len(loss_ax.lines) == 3
+    np.testing.assert_array_equal(map_ax.lines[0].get_xydata(), [[2, 0.4]])
+
+
+def test_plot_matches_and_hard_negatives(tmp_path):
+    anchors = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.0, 0.0, 1.0, 1.0]])
+    boxes = np.array([[0.1, 0.1, 0.45, 0.45]])
+    fig = plot_matches(None, boxes, anchors, np.array([0, -1, -1]), path=tmp_path / "m.png")
+    assert_png(tmp_path / "m.png")
+    assert len(rectangles(fig.axes[0])) == 2  # the box and its one matched anchor
+    fig = plot_hard_negatives(None, anchors, np.array([0.5, 2.0, 0.1]), np.array([1, 0, 0]),
+                              np.array([0, 1, 0]), boxes=boxes, path=tmp_path / "h.png")
+    assert_png(tmp_path / "h.png")
+    with pytest.raises(ValueError):
+        plot_matches(None, boxes, anchors, np.array([0, -1]))

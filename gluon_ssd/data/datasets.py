@@ -33,6 +33,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+import cv2
 import mxnet as mx
 import numpy as np
 from gluoncv.data import COCODetection, VOCDetection
@@ -75,7 +76,7 @@ class LoadStats:
                 f"{len(self.unreadable)} unreadable images skipped")
 
 
-class BadImageError(OSError):
+class BadImageError(OSError, ValueError):
     """An image file that is missing or cannot be decoded; ``path`` names it."""
 
     def __init__(self, path: str, reason: str):
@@ -86,14 +87,20 @@ class BadImageError(OSError):
 def read_image(path: str) -> mx.nd.NDArray:
     """Decode the image at ``path`` to an ``(H, W, 3)`` uint8 RGB NDArray.
 
+    OpenCV decodes it: grayscale and RGBA become RGB, and EXIF orientation is applied.
+
     Raises:
         BadImageError: the file is missing or is not a decodable image.
     """
     try:
         with open(path, "rb") as f:
-            return mx.image.imdecode(f.read(), flag=1)
-    except (OSError, mx.base.MXNetError) as err:
-        raise BadImageError(path, str(err).strip().splitlines()[-1]) from err
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except OSError as err:
+        raise BadImageError(path, err.strerror or str(err)) from err
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise BadImageError(path, "not a decodable image")
+    return mx.nd.array(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype="uint8")
 
 
 def sanitize_boxes(label: np.ndarray, width: float, height: float) -> Tuple[np.ndarray, int, int]:
@@ -178,10 +185,20 @@ class _FileDataset:
         self.stats.boxes_dropped += dropped
         return kept
 
-    def _report(self, source: str) -> None:
-        """Log the box counts once, after loading, if anything was repaired."""
+    @property
+    def classes(self) -> Tuple[str, ...]:
+        """Class names; class id ``k`` is ``classes[k]``."""
+        return self._classes
+
+    def _finish_loading(self, source: str, empty_message: str, skip_bad: bool) -> None:
+        """After the labels are read: refuse an empty dataset, log the box repairs once, and
+        with ``skip_bad`` leave out the images that cannot be decoded."""
+        if not self._items:
+            raise ValueError(empty_message)
         if self.stats.boxes_clipped or self.stats.boxes_dropped:
             LOG.warning("%s: %s", source, self.stats.summary())
+        if skip_bad:
+            self._drop_unreadable()
 
 
 class VOCDataset(_FileDataset, VOCDetection):
@@ -203,16 +220,7 @@ class VOCDataset(_FileDataset, VOCDetection):
         self._classes = tuple(classes or VOC_CLASSES)
         self.stats = LoadStats()
         super().__init__(root=_existing_dir(root), splits=tuple(splits), preload_label=True)
-        if not self._items:
-            raise ValueError(f"no images listed for {self} in {self._root}")
-        self._report(str(self))
-        if skip_bad:
-            self._drop_unreadable()
-
-    @property
-    def classes(self) -> Tuple[str, ...]:
-        """Class names; class id ``k`` is ``classes[k]``."""
-        return self._classes
+        self._finish_loading(str(self), f"no images listed for {self} in {self._root}", skip_bad)
 
     def image_path(self, idx: int) -> str:
         """Path of item ``idx``'s image."""
@@ -386,16 +394,8 @@ class COCODataset(_FileDataset, COCODetection):
         self.stats = LoadStats()
         super().__init__(root=root, splits=(f"instances_{split}",), skip_empty=False)
         self.index_map = {name: i for i, name in enumerate(self._classes)}
-        if not self._items:
-            raise ValueError(f"COCO annotation file {self._json} lists no images")
-        self._report(self._json)
-        if skip_bad:
-            self._drop_unreadable()
-
-    @property
-    def classes(self) -> Tuple[str, ...]:
-        """Class names (category names in category-id order)."""
-        return self._classes
+        self._finish_loading(self._json, f"COCO annotation file {self._json} lists no images",
+                             skip_bad)
 
     def image_path(self, idx: int) -> str:
         """Path of item ``idx``'s image."""
