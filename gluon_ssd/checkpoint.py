@@ -117,21 +117,29 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, mx.nd.NDArray], Dict[str, Any]
     return arrays, meta
 
 
-def load_checkpoint(path: str, preset: Optional[str] = None,
-                    classes: Optional[Sequence[str]] = None,
-                    ctx: mx.Context = mx.cpu()) -> Tuple[SSD, Dict[str, Any]]:
-    """Build the SSD a checkpoint describes and load its weights: ``(net, meta)``.
+def model_from_checkpoint(arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any], source: str,
+                          preset: Optional[str] = None, classes: Optional[Sequence[str]] = None,
+                          ctx: mx.Context = mx.cpu()) -> SSD:
+    """The SSD that a checkpoint's ``(arrays, meta)`` describe, with its weights.
 
     ``preset``/``classes``, when given, must match the checkpoint's; a mismatch names both.
     """
-    arrays, meta = read_checkpoint(path)
     if preset is not None and meta.get("preset") != preset:
-        raise ValueError(f"{path} is a checkpoint of preset {meta.get('preset')!r}, "
+        raise ValueError(f"{source} is a checkpoint of preset {meta.get('preset')!r}, "
                          f"not {preset!r}")
     if classes is not None and list(classes) != meta["classes"]:
-        raise ValueError(f"{path} has {len(meta['classes'])} classes {meta['classes']}, "
+        raise ValueError(f"{source} has {len(meta['classes'])} classes {meta['classes']}, "
                          f"expected {len(classes)} {list(classes)}")
     net = SSD(spec_from_dict(meta["model_spec"]), meta["classes"])
     net.initialize(ctx=ctx)
-    assign(net, {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")}, path)
-    return net, meta
+    assign(net, {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")},
+           source)
+    return net
+
+
+def load_checkpoint(path: str, preset: Optional[str] = None,
+                    classes: Optional[Sequence[str]] = None,
+                    ctx: mx.Context = mx.cpu()) -> Tuple[SSD, Dict[str, Any]]:
+    """Build the SSD a checkpoint file describes and load its weights: ``(net, meta)``."""
+    arrays, meta = read_checkpoint(path)
+    return model_from_checkpoint(arrays, meta, path, preset, classes, ctx), meta

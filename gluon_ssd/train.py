@@ -23,12 +23,14 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, read_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import (model_from_checkpoint, read_checkpoint, restore_optimizer,
+                         save_checkpoint)
 from .data import DetectionLoader, EvalTransform, TrainTransform, get_dataset
 from .evaluate import evaluate_voc
 from .loss import SSDLoss
 from .model.detector import DetectionNet
 from .model.ssd import SSD
+from .model.weights import load_base
 from .presets import Preset, TrainSpec, get_preset
 from .targets import multibox_targets
 from .visualize import plot_detection_grid, plot_training_curves
@@ -167,9 +169,9 @@ class Run:
     def _build(self, cfg: TrainConfig) -> None:
         last = os.path.join(cfg.out, LAST)
         if cfg.resume and os.path.exists(last):
-            self.net, meta = load_checkpoint(last, preset=self.preset.name, classes=self.classes)
+            arrays, meta = read_checkpoint(last)
+            self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes)
             self.trainer = make_trainer(self.net, self.preset.train, self.base_lr)
-            arrays, _ = read_checkpoint(last)
             restore_optimizer(self.net, self.trainer, arrays, meta["optimizer"])
             self.start_epoch = meta["epoch"] + 1
             self.iteration = meta["iteration"]
@@ -180,7 +182,6 @@ class Run:
             self.net = SSD(self.preset.model, self.classes)
             self.net.initialize(ctx=mx.cpu())
             if cfg.pretrained_base:
-                from .model.weights import load_base
                 load_base(self.net, cfg.pretrained_base)
             self.trainer = make_trainer(self.net, self.preset.train, self.base_lr)
         self.net.hybridize(static_alloc=True, static_shape=True)

@@ -9,8 +9,9 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..anchors import AnchorGenerator
-from ..presets import ModelSpec
+from ..presets import ModelSpec, get_preset
 from .backbone import VGG16
+from .weights import load_base
 
 
 def predictor(in_channels: int, channels: int,
@@ -146,9 +147,6 @@ def get_model(name: str, classes: Sequence[str], pretrained_base: Optional[str] 
             or ``vgg16_atrous``); see :func:`gluon_ssd.model.weights.load_base`.
         ctx: device (default CPU).
     """
-    from ..presets import get_preset
-    from .weights import load_base
-
     net = SSD(get_preset(name).model, classes)
     net.initialize(ctx=ctx or mx.cpu())
     if pretrained_base:
