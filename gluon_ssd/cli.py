@@ -242,10 +242,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, dest="num_workers",
                    help="data loader processes (0: load in the training process)")
     p.add_argument("--pretrained-base", metavar="PARAMS", help="ImageNet VGG16 parameter file")
-    p.add_argument("--no-mining", dest="mining", action="store_false",
-                   help="keep every negative anchor (ablation)")
-    p.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="resize only, no photometric/expand/crop/flip (ablation)")
+    for name, what in (("mining", "hard negative mining"), ("augment", "the paper's augmentation")):
+        flag = p.add_mutually_exclusive_group()
+        flag.add_argument(f"--{name}", dest=name, action="store_true", default=None,
+                          help=f"use {what} (default: the preset's choice)")
+        flag.add_argument(f"--no-{name}", dest=name, action="store_false",
+                          help=f"do not use {what}")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, counted")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.params")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")

@@ -53,7 +53,8 @@ class TrainConfig:
         data_root: root folder for ``voc``/``coco``.
         image_size: network input side in pixels (default: the preset's).
         train_size, val_size: number of synthetic images per split.
-        mining, augment: turn hard negative mining / data augmentation off (ablations).
+        mining, augment: hard negative mining / the paper's augmentation on or off (default:
+            the preset's).
         resume: continue from ``out/checkpoint-last.params``.
         pretrained_base: ImageNet VGG16 parameter file for the base network.
     """
@@ -71,8 +72,8 @@ class TrainConfig:
     val_size: Optional[int] = None
     seed: int = 0
     num_workers: int = 0
-    mining: bool = True
-    augment: bool = True
+    mining: Optional[bool] = None
+    augment: Optional[bool] = None
     skip_bad: bool = False
     resume: bool = False
     pretrained_base: Optional[str] = None
@@ -140,6 +141,8 @@ class Run:
         self.batch_size = cfg.batch_size or spec.batch_size
         self.base_lr = cfg.learning_rate or spec.learning_rate
         self.eval_every = cfg.eval_every or spec.eval_every
+        self.mining = spec.mining if cfg.mining is None else cfg.mining
+        self.augment = spec.augment if cfg.augment is None else cfg.augment
         self.size = cfg.image_size or self.preset.model.anchors.image_size
         mean, std = self.preset.model.mean, self.preset.model.std
         self.train_data = get_dataset(cfg.data, "train", root=cfg.data_root,
@@ -153,13 +156,13 @@ class Run:
         self.classes = tuple(self.train_data.classes)
         size = (self.size, self.size)
         self.train_loader = DetectionLoader(
-            self.train_data, TrainTransform(size, mean, std, augment=cfg.augment),
+            self.train_data, TrainTransform(size, mean, std, augment=self.augment),
             self.batch_size, shuffle=True, seed=cfg.seed, last_batch="discard",
             num_workers=cfg.num_workers)
         self.val_loader = DetectionLoader(self.val_data, EvalTransform(size, mean, std),
                                           self.batch_size, shuffle=False,
                                           num_workers=cfg.num_workers)
-        self.loss = SSDLoss(mining=cfg.mining)
+        self.loss = SSDLoss(mining=self.mining)
         self.history: List[EpochRecord] = []
         self.best_map = -1.0
         self.start_epoch = 0

@@ -326,3 +326,13 @@ def test_reset_classes_reuses_kept_classes_and_background(demo_net):
         fish = new_layer[0].reshape((anchors, 4, -1))[:, 2]
         assert not any(np.array_equal(fish, old_layer[0].reshape((anchors, 4, -1))[:, c])
                        for c in range(4))
+
+
+def test_detector_returns_k_rows_even_with_fewer_anchors():
+    # one anchor, class 1 likely: one detection, then K - 1 empty rows (id and score -1)
+    ids, scores, boxes = Detector(DetectSpec(max_detections=5))(
+        mx.nd.array([[[0.0, 1.0, 6.0]]]), mx.nd.zeros((1, 4)), mx.nd.array([[[0.1, 0.1, 0.5, 0.5]]]))
+    assert ids.shape == (1, 5, 1) and boxes.shape == (1, 5, 4)
+    np.testing.assert_array_equal(ids[0, :, 0].asnumpy(), [1, -1, -1, -1, -1])
+    np.testing.assert_allclose(boxes[0, 0].asnumpy(), [0.1, 0.1, 0.5, 0.5], atol=1e-6)
+    assert (scores[0, 1:, 0].asnumpy() == -1).all()

@@ -36,9 +36,13 @@ class Detector(gluon.HybridBlock):
             variances=s.variances, nms_topk=s.nms_topk)
         # MultiBoxDetection leaves suppressed rows (id -1) in place; move the survivors to the
         # top (box_nms with IoU threshold 1 suppresses nothing, it only sorts and compacts).
-        rows = F.contrib.box_nms(rows, overlap_thresh=1.0, valid_thresh=0.0, topk=s.max_detections,
-                                 coord_start=2, score_index=1, id_index=0, background_id=-1)
-        rows = F.slice_axis(rows, axis=1, begin=0, end=s.max_detections)
+        rows = F.contrib.box_nms(rows, overlap_thresh=1.0, valid_thresh=0.0,
+                                 topk=s.max_detections, coord_start=2, score_index=1, id_index=0,
+                                 background_id=-1)
+        # K empty rows appended, so that K rows exist even with fewer than K anchors.
+        empty = F.tile(-F.ones_like(F.slice_axis(rows, axis=1, begin=0, end=1)),
+                       reps=(1, s.max_detections, 1))
+        rows = F.slice_axis(F.concat(rows, empty, dim=1), axis=1, begin=0, end=s.max_detections)
         ids = F.slice_axis(rows, axis=2, begin=0, end=1)
         scores = F.slice_axis(rows, axis=2, begin=1, end=2)
         boxes = F.slice_axis(rows, axis=2, begin=2, end=6)
