@@ -22,7 +22,7 @@ import mxnet as mx
 import numpy as np
 
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
-MIN_LABEL_ROWS = 3
+MIN_LABEL_ROWS = 3  # label rows per image MultiBoxTarget is given, at least (padding -1)
 
 
 def to_multibox_labels(labels: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:

@@ -78,21 +78,14 @@ def test_feature_maps_of_the_paper(preset, sizes, request):
     assert feature_map_sizes(net, (image_size, image_size)) == [(s, s) for s in sizes]
 
 
-def test_ssd300_outputs_at_300(ssd300):
-    cls_preds, box_preds, anchors = ssd300.hybrid
-    assert cls_preds.shape == (1, 8732, 21)
-    assert box_preds.shape == (1, 8732 * 4)
-    assert anchors.shape == (1, 8732, 4)
-    np.testing.assert_allclose(anchors[0], preset_anchors(get_preset("ssd300").model.anchors),
-                               atol=1e-6)
-
-
-def test_ssd512_outputs_at_512(ssd512):
-    cls_preds, box_preds, anchors = ssd512.outputs
-    assert cls_preds.shape == (1, 24564, 21)
-    assert box_preds.shape == (1, 24564 * 4)
-    assert anchors.shape == (1, 24564, 4)
-    np.testing.assert_allclose(anchors[0], preset_anchors(get_preset("ssd512").model.anchors),
+@pytest.mark.parametrize("name, outputs, boxes", [("ssd300", "hybrid", 8732),
+                                                  ("ssd512", "outputs", 24564)])
+def test_outputs_at_the_preset_size(request, name, outputs, boxes):
+    cls_preds, box_preds, anchors = getattr(request.getfixturevalue(name), outputs)
+    assert cls_preds.shape == (1, boxes, 21)
+    assert box_preds.shape == (1, boxes * 4)
+    assert anchors.shape == (1, boxes, 4)
+    np.testing.assert_allclose(anchors[0], preset_anchors(get_preset(name).model.anchors),
                                atol=1e-6)
 
 

@@ -36,6 +36,7 @@ from gluoncv.utils.bbox import bbox_iou
 from mxnet import gluon
 
 from ..presets import ModelSpec
+from ..targets import MIN_LABEL_ROWS  # MultiBoxTarget needs at least 3 label rows per image
 
 Image = Union[mx.nd.NDArray, np.ndarray]
 Sample = Tuple[mx.nd.NDArray, np.ndarray]
@@ -43,7 +44,6 @@ Sample = Tuple[mx.nd.NDArray, np.ndarray]
 _MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelSpec)}
 DEFAULT_MEAN: Tuple[float, float, float] = _MODEL_DEFAULTS["mean"]
 DEFAULT_STD: Tuple[float, float, float] = _MODEL_DEFAULTS["std"]
-MIN_LABEL_ROWS = 3  # MultiBoxTarget needs at least 3 label rows per image
 # The paper's patch sampling: some object's IoU with the patch at least 0.1 ... 0.9, or any patch.
 PATCH_CONSTRAINTS = ((0.1, 1), (0.3, 1), (0.5, 1), (0.7, 1), (0.9, 1), (0, 1))
 PATCH_MIN_SCALE = 0.3  # smallest patch side / image side (Caffe SSD; the paper says 0.1)
