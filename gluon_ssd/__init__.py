@@ -2,7 +2,7 @@
 
 Stages, one module each: ``anchors`` (default boxes), ``model`` (network, detection),
 ``targets`` (matching), ``loss`` (hard negative mining), ``data``, ``train``, ``evaluate``,
-``detect``, ``export``, ``visualize``, ``cli``.
+``detect``, ``export``, ``convert`` (GluonCV's trained SSDs), ``visualize``, ``cli``.
 """
 from .model import SSD, DetectionNet, Detector, get_model
 from .presets import get_preset, list_presets

@@ -117,6 +117,17 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, mx.nd.NDArray], Dict[str, Any]
     return arrays, meta
 
 
+def check_identity(source: str, found_preset: Optional[str], found_classes: Sequence[str],
+                   preset: Optional[str] = None, classes: Optional[Sequence[str]] = None) -> None:
+    """``ValueError`` naming ``source`` and both values if the preset or the class list of a
+    stored model (checkpoint or export) differs from the expected one (``None``: not checked)."""
+    if preset is not None and found_preset != preset:
+        raise ValueError(f"{source} is a model of preset {found_preset!r}, not {preset!r}")
+    if classes is not None and list(classes) != list(found_classes):
+        raise ValueError(f"{source} has {len(found_classes)} classes {list(found_classes)}, "
+                         f"expected {len(classes)} {list(classes)}")
+
+
 def model_from_checkpoint(arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any], source: str,
                           preset: Optional[str] = None, classes: Optional[Sequence[str]] = None,
                           ctx: mx.Context = mx.cpu()) -> SSD:
@@ -124,12 +135,7 @@ def model_from_checkpoint(arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any]
 
     ``preset``/``classes``, when given, must match the checkpoint's; a mismatch names both.
     """
-    if preset is not None and meta.get("preset") != preset:
-        raise ValueError(f"{source} is a checkpoint of preset {meta.get('preset')!r}, "
-                         f"not {preset!r}")
-    if classes is not None and list(classes) != meta["classes"]:
-        raise ValueError(f"{source} has {len(meta['classes'])} classes {meta['classes']}, "
-                         f"expected {len(classes)} {list(classes)}")
+    check_identity(source, meta.get("preset"), meta["classes"], preset, classes)
     net = SSD(spec_from_dict(meta["model_spec"]), meta["classes"])
     net.initialize(ctx=ctx)
     assign(net, {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")},

@@ -23,10 +23,14 @@ import numpy as np
 from .anchors import (anchor_shapes, check_prior_args, feature_map_anchors, format_anchor_table,
                       num_anchors, preset_anchors, spec_priors)
 from .coverage import sample_boxes, suggest_anchors
+from .distributed import DEFAULT_TIMEOUT, KVSTORES, LAUNCHERS
+from .export import CALIB_MODES
+from .model.detector import DECODERS
+from .precision import DTYPES
 from .presets import AnchorSpec, Preset, get_preset, list_presets
 from .visualize import (blank_canvas, check_cell, default_canvas_size, plot_anchors_at,
-                        plot_coverage, plot_feature_map_anchors, plot_preset_anchors, read_image,
-                        sample_image)
+                        plot_boxes, plot_coverage, plot_feature_map_anchors, plot_preset_anchors,
+                        read_image, sample_image)
 
 HW = Tuple[int, int]
 
@@ -242,6 +246,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, dest="num_workers",
                    help="data loader processes (0: load in the training process)")
     p.add_argument("--pretrained-base", metavar="PARAMS", help="ImageNet VGG16 parameter file")
+    p.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="bf16: bfloat16 mixed precision (AMP on oneDNN's BF16 kernels; weights "
+                        "stay float32); default float32")
     for name, what in (("mining", "hard negative mining"), ("augment", "the paper's augmentation")):
         flag = p.add_mutually_exclusive_group()
         flag.add_argument(f"--{name}", dest=name, action="store_true", default=None,
@@ -251,6 +258,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, counted")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.params")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--kvstore", default="local", choices=KVSTORES,
+                   help="gradient exchange: local (one process, the default), device, dist_sync "
+                        "or dist_async (parameter server: run under `gluon-ssd launch`), horovod "
+                        "(run under horovodrun); --batch-size is per worker")
+    p.add_argument("--record-workers", action="store_true",
+                   help="every worker writes worker-RANK.jsonl (learning rate, loss and sample "
+                        "indices per step) and worker-RANK.params (final weights) into --out")
 
 
 def _train_config(args: argparse.Namespace):
@@ -274,8 +288,49 @@ def cmd_train(args: argparse.Namespace) -> int:
     _positive_ints(args, ["epochs", "batch_size", "eval_every", "image_size", "train_size",
                           "val_size"])
     result = train(_train_config(args))
-    print(f"best VOC07 mAP {result.best_map:.4f}; run folder {result.out}")
+    if result.rank == 0:  # the worker that evaluates
+        print(f"best VOC07 mAP {result.best_map:.4f}; run folder {result.out}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# gluon-ssd launch
+
+def _add_launch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--num-workers", type=int, required=True, metavar="WORKERS",
+                   help="training processes")
+    p.add_argument("-s", "--num-servers", type=int, default=1, metavar="SERVERS",
+                   help="parameter servers (default 1)")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                   help="local: every process on this machine (default); ssh: on the hosts of -H")
+    p.add_argument("-H", "--hostfile", metavar="FILE",
+                   help="ssh: one host per line; the scheduler runs on the first, servers and "
+                        "workers take the hosts in turn")
+    p.add_argument("--host", metavar="ADDRESS",
+                   help="the scheduler's address (default: 127.0.0.1 for local, the first host "
+                        "for ssh)")
+    p.add_argument("--port", type=int, help="the scheduler's port (default: a free one for "
+                                            "local, 9091 for ssh)")
+    p.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"stop the whole job when any process runs longer (default "
+                        f"{DEFAULT_TIMEOUT:g})")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="folder the command runs in (default: this one; by ssh it must exist on "
+                        "every host)")
+    p.add_argument("job", nargs=argparse.REMAINDER, metavar="COMMAND",
+                   help="after --: the command every process runs, e.g. gluon-ssd train "
+                        "--kvstore dist_sync ...")
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    """Start a parameter-server job (scheduler, servers, workers); stop it all if one fails."""
+    from .distributed import LaunchConfig, launch, read_hostfile
+
+    command = args.job[1:] if args.job[:1] == ["--"] else args.job
+    cfg = LaunchConfig(command, args.num_workers, args.num_servers, args.launcher,
+                       read_hostfile(args.hostfile) if args.hostfile else (), args.host,
+                       args.port, args.timeout, args.workdir or os.getcwd())
+    return launch(cfg)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,14 +373,318 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# gluon-ssd detect, gluon-ssd export
+
+def _fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """An integer >= 1."""
+    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+# The DetectSpec fields the decoding flags override (flags left out keep the model's settings).
+_DECODING = ("nms_threshold", "nms_topk", "max_detections", "force_suppress", "decoder")
+
+
+def _add_decoding(p: argparse.ArgumentParser) -> None:
+    """The decoding flags of ``detect`` and ``export`` (default: the model's settings)."""
+    p.add_argument("--nms", type=_fraction, dest="nms_threshold", metavar="IOU",
+                   help="NMS: of two boxes overlapping more than this IoU, the lower-scoring one "
+                        "is dropped (default: the model's, 0.45)")
+    p.add_argument("--topk", type=_count, dest="nms_topk", metavar="K",
+                   help="best-scoring candidates that enter NMS (default: the model's, 400)")
+    p.add_argument("--max-detections", type=_count, metavar="K",
+                   help="detections kept per image after NMS (default: the model's, 100)")
+    p.add_argument("--force-suppress", action="store_true", default=None,
+                   help="suppress overlapping boxes across classes too (class-agnostic NMS)")
+    p.add_argument("--decoder", choices=DECODERS,
+                   help="multibox: each anchor's most probable class only; per_class: every "
+                        "class above the score threshold (default: the model's, multibox)")
+
+
+def _decoding(args: argparse.Namespace) -> Dict[str, object]:
+    """The DetectSpec fields given on the command line."""
+    return {k: getattr(args, k) for k in _DECODING if getattr(args, k) is not None}
+
+
+def _add_detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a checkpoint file (.params) or an export prefix")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="image files and folders of images (.jpg .jpeg .png .bmp)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder for one annotated PNG per image and detections.json")
+    p.add_argument("--threshold", type=_fraction, default=0.5,
+                   help="lowest score kept, drawn and written (default 0.5)")
+    _add_decoding(p)
+    p.add_argument("--batch-size", type=_count, default=8, help="images per network call")
+    p.add_argument("--preset", type=_preset, metavar="NAME",
+                   help="stop unless the model is of this preset")
+    p.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="stop unless the model has exactly these classes, in this order")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+
+
+def _png_names(paths: Sequence[str]) -> List[str]:
+    """One distinct file name ``STEM.png`` per input (``STEM-2.png``... for repeated stems)."""
+    used, names = set(), []
+    for path in paths:
+        stem = Path(path).stem or "image"
+        name, k = f"{stem}.png", 1
+        while name in used:
+            k += 1
+            name = f"{stem}-{k}.png"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    """Detect objects in images and folders: an annotated PNG per image and one JSON (COCO
+    results layout, boxes in each image's pixels) in --output. Unreadable images are named and
+    counted, non-image files in folders counted; exit status 2 when no image could be read."""
+    from .detect import coco_document, find_images, iter_detections, load_detector
+
+    detector = load_detector(args.checkpoint, _decoding(args) or None,
+                             preset=args.preset.name if args.preset else None,
+                             classes=args.classes)
+    paths, skipped = find_images(args.inputs)
+    names = _png_names(paths)
+    out = Path(args.output)
+    failed, results = [], []
+    for image, found in iter_detections(detector, paths, args.threshold,
+                                        batch_size=args.batch_size, progress=args.progress,
+                                        on_error=failed.append):
+        plot_boxes(image, found.boxes, class_ids=found.class_ids, scores=found.scores,
+                   class_names=detector.classes, thresh=0.0, pixels=True,
+                   title=f"{Path(found.source).name}\n{len(found)} detections "
+                         f"(score >= {args.threshold:g})",
+                   path=out / names[found.index])
+        results.append(found)
+    for err in failed:
+        print(f"gluon-ssd detect: skipped: {err}", file=sys.stderr)
+    counts = (f"{len(failed)} unreadable image(s), {len(skipped)} non-image folder "
+              "entries skipped")
+    if not results:
+        raise ValueError(f"no image could be processed ({counts})")
+    document = dict(coco_document(results, detector.classes), model=detector.source,
+                    threshold=args.threshold,
+                    failed=[{"file_name": err.path, "error": str(err)} for err in failed],
+                    skipped=skipped)
+    with open(out / "detections.json", "w") as f:
+        json.dump(document, f, indent=1)
+    total = sum(len(r) for r in results)
+    print(f"{len(results)} image(s), {total} detections with score >= {args.threshold:g}; "
+          f"{counts}")
+    print(f"wrote {len(results)} annotated PNG(s) and {out / 'detections.json'}")
+    return 0
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file (.params)")
+    p.add_argument("-o", "--output", required=True, metavar="PREFIX",
+                   help="writes PREFIX-symbol.json, PREFIX-0000.params and PREFIX-meta.json")
+    p.add_argument("--image-size", nargs="+", metavar="SIZE",
+                   help="input size the graph is traced at and detection resizes to: H W, HxW "
+                        "or one side (default: the checkpoint's training size)")
+    p.add_argument("--threshold", type=_fraction, dest="score_threshold",
+                   help="score threshold built into the graph (default: the model's, 0.01)")
+    _add_decoding(p)
+
+
+def _image_size(tokens: Sequence[str]) -> HW:
+    """``--image-size`` as ``(H, W)``: ``H W``, ``HxW`` or one side ``S``."""
+    text = "x".join(tokens) if len(tokens) == 2 else tokens[0] if len(tokens) == 1 else ""
+    if re.fullmatch(r"\s*\d+\s*", text):
+        text = f"{text}x{text}"
+    try:
+        return _hw(text)
+    except argparse.ArgumentTypeError:
+        raise ValueError(f"--image-size: expected H W, HxW or one side, got "
+                         f"{' '.join(tokens)!r}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint as symbol JSON + params + metadata (preprocessing, classes, decoding)."""
+    from .detect import load_detector
+    from .export import export_model
+    from .model import SSD, DetectionNet
+
+    overrides = _decoding(args)
+    if args.score_threshold is not None:
+        overrides["score_threshold"] = args.score_threshold
+    detector = load_detector(args.checkpoint, overrides or None)
+    if not (isinstance(detector.net, DetectionNet) and isinstance(detector.net.ssd, SSD)):
+        raise ValueError(f"{args.checkpoint} is already an export; export takes a checkpoint file")
+    size = _image_size(args.image_size) if args.image_size else detector.image_size
+    paths = export_model(detector.net, args.output, size, preset=detector.preset)
+    print(f"exported {detector.source} ({detector.preset or 'no preset'}, "
+          f"{len(detector.classes)} classes, input {size[0]}x{size[1]}, {detector.spec})")
+    print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# gluon-ssd evaluate
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="CHECKPOINT_OR_EXPORT",
+                   help="a checkpoint file (.params) or an export prefix")
+    p.add_argument("--data", help="synthetic, voc, coco or a dataset folder (VOC or COCO "
+                                  "format); default: the data the checkpoint was trained on")
+    p.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
+    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    p.add_argument("--metric", choices=("voc07", "voc2010", "coco", "all"), default="all",
+                   help="VOC07 11-point / VOC2010+ area mAP at IoU 0.5, COCO AP (default: all)")
+    p.add_argument("--decoder", choices=DECODERS + ("both",),
+                   help="decode with this decoder, or compare both on the same network "
+                        "outputs (default: the model's own)")
+    p.add_argument("--batch-size", type=_count, help="images per batch (default: training's)")
+    p.add_argument("--val-size", type=_count,
+                   help="synthetic images to evaluate (default: training's validation size)")
+    p.add_argument("--seed", type=int, help="seed of the synthetic images (default: training's)")
+    p.add_argument("--workers", type=int, default=0, dest="num_workers",
+                   help="data loader processes (0: load in this process)")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="write metrics.json and the precision-recall plots here")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint or export: print the per-class AP table and the mAPs; with
+    --output, write metrics.json, pr_curves.png and one PR curve per class."""
+    from .evaluate import METRICS, evaluate_model, write_evaluation
+
+    result = evaluate_model(
+        args.model, data=args.data, data_root=args.data_root, split=args.split,
+        val_size=args.val_size, seed=args.seed, batch_size=args.batch_size,
+        metrics=METRICS if args.metric == "all" else (args.metric,),
+        decoders=DECODERS if args.decoder == "both" else args.decoder and (args.decoder,),
+        num_workers=args.num_workers, progress=args.progress)
+    print(result.report())
+    if args.output:
+        paths = write_evaluation(result, args.output)
+        print(f"wrote {paths[0]} and {len(paths) - 1} precision-recall plots to {args.output}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# gluon-ssd convert
+
+def _add_convert(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from-gluoncv", required=True, metavar="FILE",
+                   help="a GluonCV VGG16 SSD parameter file, e.g. ~/.mxnet/models/"
+                        "ssd_300_vgg16_atrous_voc-0e169fbb.params")
+    p.add_argument("--preset", type=_preset, metavar="NAME",
+                   help="ssd300_vgg16, ssd300_vgg16_coco (GluonCV's SSD300 for COCO) or "
+                        "ssd512_vgg16 (default: the preset whose anchors the file has)")
+    p.add_argument("--classes", nargs="+", metavar="NAME",
+                   help="voc, coco, or the class names in order (default: VOC for 20 classes, "
+                        "COCO for 80)")
+    p.add_argument("-o", "--output", required=True, metavar="CHECKPOINT",
+                   help="the gluon-ssd checkpoint to write (.params)")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert a GluonCV SSD parameter file into a gluon-ssd checkpoint."""
+    from .convert import GLUONCV_CLASSES, convert_gluoncv_ssd
+
+    classes = args.classes
+    if classes and len(classes) == 1 and classes[0] in GLUONCV_CLASSES:
+        classes = classes[0]
+    net, preset = convert_gluoncv_ssd(args.from_gluoncv, args.output,
+                                      args.preset.name if args.preset else None, classes)
+    size = net.spec.anchors.image_size
+    print(f"converted {args.from_gluoncv}: preset {preset}, {net.num_classes} classes "
+          f"({', '.join(net.classes[:3])}, ...)")
+    print(f"wrote {args.output}; feed it RGB images resized to {size}x{size}; "
+          "detect/evaluate --decoder per_class decode as GluonCV does")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# gluon-ssd quantize
+
+def _add_quantize(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file (.params)")
+    p.add_argument("--calib-data", required=True, metavar="DATA",
+                   help="synthetic, voc, coco or a dataset folder (VOC or COCO format): its "
+                        "training images calibrate the INT8 ranges")
+    p.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
+    p.add_argument("--calib-batches", type=_count, default=10, metavar="N",
+                   help="calibration batches (default 10)")
+    p.add_argument("--batch-size", type=_count, default=8, help="images per batch (default 8)")
+    p.add_argument("--calib-mode", choices=CALIB_MODES, default="naive",
+                   help="naive: min/max of each output; entropy: KL-optimal ranges, slower "
+                        "(default: naive)")
+    p.add_argument("--image-size", nargs="+", metavar="SIZE",
+                   help="input size: H W, HxW or one side (default: the checkpoint's training "
+                        "size)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration image order")
+    p.add_argument("-o", "--output", required=True, metavar="PREFIX",
+                   help="writes PREFIX-symbol.json, PREFIX-0000.params and PREFIX-meta.json")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """Quantize a checkpoint to INT8 (oneDNN), calibrated on training images, and export it in
+    the layout of ``gluon-ssd export`` (``detect`` and ``evaluate`` take the prefix)."""
+    from .detect import load_detector
+    from .export import calibration_batches, export_quantized, quantize_model
+    from .model import SSD, DetectionNet
+
+    detector = load_detector(args.checkpoint)
+    if not (isinstance(detector.net, DetectionNet) and isinstance(detector.net.ssd, SSD)):
+        raise ValueError(f"{args.checkpoint} is an export; quantize takes a checkpoint file")
+    size = _image_size(args.image_size) if args.image_size else detector.image_size
+    try:
+        batches = calibration_batches(args.calib_data, size, detector.mean, detector.std,
+                                      args.batch_size, root=args.data_root, seed=args.seed)
+    except ValueError as err:
+        raise ValueError(f"--calib-data {args.calib_data}: {err}") from None
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no oneDNN log lines between the bars
+    int8 = quantize_model(detector.net, batches, args.calib_batches, args.calib_mode,
+                          source=f"{args.calib_data} (train split)", progress=args.progress)
+    paths = export_quantized(int8, args.output, size, preset=detector.preset)
+    c = int8.ssd.calibration
+    print(f"quantized {detector.source} to INT8 ({detector.preset or 'no preset'}, input "
+          f"{size[0]}x{size[1]}): {c.mode} calibration on {c.images} images of {c.source}, "
+          f"{', '.join(c.fp32_operators)} kept float32")
+    print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 Command = Tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 # name -> (help, add its arguments, run it)
 COMMANDS: Dict[str, Command] = {
     "anchors": ("print, plot and export default boxes", _add_anchors, cmd_anchors),
     "train": ("train an SSD preset on a dataset", _add_train, cmd_train),
+    "launch": ("run a command (gluon-ssd train --kvstore dist_sync ...) as a parameter-server "
+               "job: scheduler, servers, workers", _add_launch, cmd_launch),
     "demo": ("train the demo preset on SyntheticShapes and plot anchors into --out",
              _add_demo, cmd_demo),
+    "detect": ("detect objects in images: annotated PNGs and one JSON", _add_detect, cmd_detect),
+    "export": ("export a checkpoint as symbol JSON + params + preprocessing metadata",
+               _add_export, cmd_export),
+    "evaluate": ("VOC07/VOC2010 mAP and COCO AP of a model on a dataset, PR curves",
+                 _add_evaluate, cmd_evaluate),
+    "convert": ("convert a GluonCV SSD parameter file into a gluon-ssd checkpoint",
+                _add_convert, cmd_convert),
+    "quantize": ("quantize a checkpoint to INT8 (oneDNN) and export it like `export`",
+                 _add_quantize, cmd_quantize),
 }
 
 

@@ -9,7 +9,7 @@ image of side ``image_size``. Dividing by ``image_size`` gives MultiBoxPrior's n
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
 Conv = Tuple[int, int, int, int]  # (channels, kernel, stride, padding)
@@ -74,6 +74,10 @@ class DetectSpec:
         score_threshold: boxes under this class probability are dropped.
         max_detections: rows per image in the output.
         force_suppress: suppress across classes too (class-agnostic NMS).
+        decoder: ``"multibox"`` (``contrib.MultiBoxDetection``: each anchor keeps only its
+            most probable class) or ``"per_class"`` (every object class of every anchor above
+            ``score_threshold`` is a candidate, NMS per class: the paper's Caffe
+            ``DetectionOutput`` and GluonCV's SSD).
     """
 
     variances: Tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
@@ -82,6 +86,7 @@ class DetectSpec:
     score_threshold: float = 0.01
     max_detections: int = 100
     force_suppress: bool = False
+    decoder: str = "multibox"
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,9 @@ SSD300_ANCHORS = AnchorSpec(
     ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
     steps=(8, 16, 32, 64, 100, 300),
 )
+# The paper's SSD300 for COCO (its Caffe model, and GluonCV's ssd_300_vgg16_atrous_coco): smaller
+# boxes, 21 px (0.07) on conv4_3 and 45 px (0.15) on fc7.
+SSD300_COCO_ANCHORS = replace(SSD300_ANCHORS, sizes=(21, 45, 99, 153, 207, 261, 315))
 SSD512_ANCHORS = AnchorSpec(
     image_size=512,
     feature_maps=(64, 32, 16, 8, 4, 2, 1),
@@ -177,6 +185,10 @@ PRESETS: Dict[str, Preset] = {
     "ssd300_vgg16": Preset(
         "ssd300_vgg16",
         ModelSpec(BackboneSpec(extras=SSD300_EXTRAS), SSD300_ANCHORS),
+    ),
+    "ssd300_vgg16_coco": Preset(
+        "ssd300_vgg16_coco",
+        ModelSpec(BackboneSpec(extras=SSD300_EXTRAS), SSD300_COCO_ANCHORS),
     ),
     "ssd512_vgg16": Preset(
         "ssd512_vgg16",

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
@@ -26,11 +26,13 @@ from tqdm import tqdm
 from .checkpoint import (model_from_checkpoint, read_checkpoint, restore_optimizer,
                          save_checkpoint)
 from .data import DetectionLoader, EvalTransform, TrainTransform, get_dataset
+from .distributed import Cluster, WorkerRecord, connect
 from .evaluate import evaluate_voc
 from .loss import SSDLoss
 from .model.detector import DetectionNet
 from .model.ssd import SSD
 from .model.weights import load_base
+from .precision import set_training_dtype
 from .presets import Preset, TrainSpec, get_preset
 from .targets import multibox_targets
 from .visualize import plot_detection_grid, plot_training_curves
@@ -57,6 +59,13 @@ class TrainConfig:
             the preset's).
         resume: continue from ``out/checkpoint-last.params``.
         pretrained_base: ImageNet VGG16 parameter file for the base network.
+        dtype: ``float32``, or ``bf16`` for bfloat16 mixed precision (``mxnet.contrib.amp`` on
+            oneDNN; switches the whole process, see :mod:`gluon_ssd.precision`).
+        kvstore: ``local``, ``device``, ``dist_sync``, ``dist_async`` or ``horovod`` (see
+            :mod:`gluon_ssd.distributed`); ``batch_size`` is per worker, rank 0 logs, evaluates
+            and writes checkpoints and pictures.
+        record_workers: every worker writes ``worker-<rank>.jsonl`` / ``.params`` (see
+            :class:`~gluon_ssd.distributed.WorkerRecord`), to check a distributed run.
     """
 
     preset: str = "demo"
@@ -77,7 +86,10 @@ class TrainConfig:
     skip_bad: bool = False
     resume: bool = False
     pretrained_base: Optional[str] = None
+    dtype: str = "float32"
     progress: bool = True
+    kvstore: str = "local"
+    record_workers: bool = False
 
 
 @dataclass
@@ -103,6 +115,7 @@ class TrainResult:
     out: str
     history: List[EpochRecord] = field(default_factory=list)
     best_map: float = float("nan")
+    rank: int = 0  # the worker that returns it: only rank 0 evaluates
 
     @property
     def last_map(self) -> Optional[float]:
@@ -122,12 +135,47 @@ def learning_rate(spec: TrainSpec, base_lr: float, epoch: float, total_epochs: i
     raise ValueError(f"unknown schedule {spec.schedule!r} (use 'cosine' or 'step')")
 
 
-def make_trainer(net: SSD, spec: TrainSpec, lr: float) -> gluon.Trainer:
-    """The preset's optimiser over the trainable parameters."""
+def server_lr_scheduler(spec: TrainSpec, base_lr: float, total_epochs: int,
+                        updates_per_epoch: int) -> mx.lr_scheduler.LRScheduler:
+    """:func:`learning_rate` as one of MXNet's schedulers of the update count, for an optimiser
+    that runs on parameter servers (``dist_async``, ``updates_per_epoch`` = workers x steps per
+    worker): the servers unpickle it inside ``import mxnet``, where only MXNet's classes load."""
+    warmup = int(round(spec.warmup_epochs * updates_per_epoch))
+    start = base_lr * 1e-3 / spec.warmup_epochs if warmup else 0.0  # learning_rate at epoch 0
+    if spec.schedule == "cosine":
+        return mx.lr_scheduler.CosineScheduler(max(total_epochs * updates_per_epoch, warmup + 1),
+                                               base_lr, 0.0, warmup, start)
+    if spec.schedule == "step":
+        if not spec.lr_steps:
+            return mx.lr_scheduler.FactorScheduler(1 << 62, 1.0, base_lr=base_lr,
+                                                   warmup_steps=warmup, warmup_begin_lr=start)
+        # MXNet decays once the update count passes a step: step s epochs -> s * updates - 1
+        steps = [max(int(round(s * updates_per_epoch)) - 1, 1) for s in spec.lr_steps]
+        return mx.lr_scheduler.MultiFactorScheduler(steps, spec.lr_factor, base_lr, warmup, start)
+    raise ValueError(f"unknown schedule {spec.schedule!r} (use 'cosine' or 'step')")
+
+
+def make_trainer(net: SSD, spec: TrainSpec, lr: float, cluster: Optional[Cluster] = None,
+                 lr_scheduler: Optional[mx.lr_scheduler.LRScheduler] = None,
+                 done_updates: int = 0) -> gluon.Trainer:
+    """The preset's optimiser over the trainable parameters, exchanging gradients as
+    ``cluster`` says (default: one process). An optimiser on parameter servers follows
+    ``lr_scheduler`` instead of ``lr``, from update ``done_updates`` on."""
     params = {"learning_rate": lr, "wd": spec.weight_decay}
     if spec.optimizer == "sgd":
         params["momentum"] = spec.momentum
-    return gluon.Trainer(net.collect_params(), spec.optimizer, params)
+    if lr_scheduler is not None:
+        params.update(lr_scheduler=lr_scheduler, begin_num_update=done_updates)
+    return (cluster or Cluster()).trainer(net.collect_params(), spec.optimizer, params)
+
+
+def run_dataset(cfg: TrainConfig, split: str, size: Tuple[int, int]) -> gluon.data.Dataset:
+    """Split ``split`` of ``cfg.data`` as a run with config ``cfg`` uses it (``gluon-ssd
+    evaluate`` rebuilds a checkpoint's validation data with it): synthetic images are
+    ``size = (H, W)``, ``cfg.train_size`` of them for ``"train"``, ``cfg.val_size`` otherwise."""
+    length = cfg.train_size if split == "train" else cfg.val_size
+    return get_dataset(cfg.data, split, root=cfg.data_root, size=size, length=length,
+                       seed=cfg.seed, skip_bad=cfg.skip_bad)
 
 
 class Run:
@@ -135,6 +183,9 @@ class Run:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        set_training_dtype(cfg.dtype)  # before any network is traced
+        self.cluster: Cluster = connect(cfg.kvstore)
+        self.progress = cfg.progress and self.cluster.is_root
         self.preset: Preset = get_preset(cfg.preset)
         spec = self.preset.train
         self.epochs = cfg.epochs or spec.epochs
@@ -145,18 +196,19 @@ class Run:
         self.augment = spec.augment if cfg.augment is None else cfg.augment
         self.size = cfg.image_size or self.preset.model.anchors.image_size
         mean, std = self.preset.model.mean, self.preset.model.std
-        self.train_data = get_dataset(cfg.data, "train", root=cfg.data_root,
-                                      size=(self.size, self.size), length=cfg.train_size,
-                                      seed=cfg.seed, skip_bad=cfg.skip_bad)
-        self.val_data = get_dataset(cfg.data, "val", root=cfg.data_root,
-                                    size=(self.size, self.size), length=cfg.val_size,
-                                    seed=cfg.seed, skip_bad=cfg.skip_bad)
+        self.train_data = run_dataset(cfg, "train", (self.size, self.size))
+        self.val_data = run_dataset(cfg, "val", (self.size, self.size))
         if len(self.train_data) == 0:
             raise ValueError(f"the training split of {cfg.data!r} is empty")
         self.classes = tuple(self.train_data.classes)
+        self.train_shard = self.cluster.shard(self.train_data)  # equal shares: equal steps
+        if len(self.train_shard) < self.batch_size:
+            raise ValueError(f"{len(self.train_shard)} training images per worker "
+                             f"({len(self.train_data)} in all, {self.cluster.num_workers} "
+                             f"workers) are fewer than one batch of {self.batch_size}")
         size = (self.size, self.size)
         self.train_loader = DetectionLoader(
-            self.train_data, TrainTransform(size, mean, std, augment=self.augment),
+            self.train_shard, TrainTransform(size, mean, std, augment=self.augment),
             self.batch_size, shuffle=True, seed=cfg.seed, last_batch="discard",
             num_workers=cfg.num_workers)
         self.val_loader = DetectionLoader(self.val_data, EvalTransform(size, mean, std),
@@ -168,13 +220,15 @@ class Run:
         self.start_epoch = 0
         self.iteration = 0
         self._build(cfg)
+        self.record = (WorkerRecord(cfg.out, self.cluster.rank, self.net)
+                       if cfg.record_workers else None)
 
     def _build(self, cfg: TrainConfig) -> None:
         last = os.path.join(cfg.out, LAST)
         if cfg.resume and os.path.exists(last):
             arrays, meta = read_checkpoint(last)
             self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes)
-            self.trainer = make_trainer(self.net, self.preset.train, self.base_lr)
+            self.trainer = self._make_trainer(meta["iteration"])
             restore_optimizer(self.net, self.trainer, arrays, meta["optimizer"])
             self.start_epoch = meta["epoch"] + 1
             self.iteration = meta["iteration"]
@@ -186,11 +240,22 @@ class Run:
             self.net.initialize(ctx=mx.cpu())
             if cfg.pretrained_base:
                 load_base(self.net, cfg.pretrained_base)
-            self.trainer = make_trainer(self.net, self.preset.train, self.base_lr)
+            self.trainer = self._make_trainer(0)
         self.net.hybridize(static_alloc=True, static_shape=True)
         self.detector = DetectionNet(self.net, self.preset.detect)
         self.detector.hybridize(static_alloc=True, static_shape=True)
         self.anchors = self.net(mx.nd.zeros((1, 3, self.size, self.size)))[2]
+
+    def _make_trainer(self, iteration: int) -> gluon.Trainer:
+        """The trainer; with ``dist_async`` the servers' optimiser gets the schedule, resumed at
+        ``iteration`` (its moments start afresh: they live on the servers, not in checkpoints)."""
+        spec, workers = self.preset.train, self.cluster.num_workers
+        if not self.cluster.updates_on_servers:
+            return make_trainer(self.net, spec, self.base_lr, self.cluster)
+        schedule = server_lr_scheduler(spec, self.base_lr, self.epochs,
+                                       workers * len(self.train_loader))
+        return make_trainer(self.net, spec, self.base_lr, self.cluster, schedule,
+                            workers * iteration)
 
     def meta(self, epoch: int) -> Dict[str, Any]:
         return {"preset": self.preset.name, "epoch": epoch, "iteration": self.iteration,
@@ -203,7 +268,8 @@ class Run:
         sums = np.zeros(3)
         images, load_time, step_time = 0, 0.0, 0.0
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{self.epochs}",
-                   disable=not self.cfg.progress, leave=False)
+                   disable=not self.progress, leave=False)
+        indices = loader.batch_indices(epoch) if self.record else None
         tick = time.perf_counter()
         for i, (batch, labels) in enumerate(loader.epoch(epoch)):
             batch = batch.as_in_context(mx.cpu())  # workers hand over shared-memory arrays
@@ -211,7 +277,10 @@ class Run:
             load_time += start - tick
             lr = learning_rate(self.preset.train, self.base_lr, epoch + i / len(loader),
                                self.epochs)
-            self.trainer.set_learning_rate(lr)
+            if not self.cluster.updates_on_servers:  # there the servers' schedule applies
+                self.trainer.set_learning_rate(lr)
+            if self.record:
+                self.record.before_step()
             parts = self.step(batch, labels)
             mx.nd.waitall()  # the backward pass and update run asynchronously: time them here
             values = np.array([parts.total.asscalar(), parts.confidence.asscalar(),
@@ -222,6 +291,11 @@ class Run:
                         else "no checkpoint was written yet")
                 raise TrainingDiverged(f"loss became {values[0]} at epoch {epoch + 1}, "
                                        f"iteration {self.iteration}; {kept}")
+            if self.record:
+                self.record.after_step(
+                    epoch=epoch, iteration=self.iteration, learning_rate=lr,
+                    optimizer_lr=self.trainer.learning_rate, loss=float(values[0]),
+                    indices=[self.train_shard.indices[k] for k in indices[i]])
             sums += values * batch.shape[0]
             images += batch.shape[0]
             tick = time.perf_counter()
@@ -231,8 +305,19 @@ class Run:
                             loc=f"{values[2]:.3f}", ips=f"{images / max(step_time + load_time, 1e-9):.1f}")
         bar.close()
         mean = sums / max(images, 1)
+        if self.cluster.num_workers > 1 and not self.cluster.updates_on_servers:
+            mean = self._average_over_workers(mean)
         return EpochRecord(epoch + 1, self.iteration, lr, *map(float, mean),
                            images / max(step_time + load_time, 1e-9), load_time, step_time)
+
+    def _average_over_workers(self, mean: np.ndarray) -> np.ndarray:
+        """Give every worker the same BatchNorm statistics (no gradient syncs them, and rank 0
+        saves its own) and return the epoch's mean loss parts ``mean`` over all workers."""
+        aux = [p for p in self.net.collect_params().values() if p.grad_req == "null"]
+        *stats, losses = self.cluster.average([p.data() for p in aux] + [mx.nd.array(mean)])
+        for param, value in zip(aux, stats):
+            param.set_data(value)
+        return losses.asnumpy()
 
     def step(self, batch: mx.nd.NDArray, labels: mx.nd.NDArray):
         """One optimisation step on a batch; returns the :class:`~gluon_ssd.loss.LossParts`."""
@@ -242,7 +327,7 @@ class Run:
             cls_preds, box_preds, _ = self.net(batch)
             parts = self.loss(cls_preds, box_preds, cls_target, loc_target, loc_mask)
         parts.total.backward()
-        self.trainer.step(1)
+        self.trainer.step(self.cluster.step_scale)  # losses are means over this worker's batch
         self.iteration += 1
         return parts
 
@@ -250,24 +335,37 @@ class Run:
         return evaluate_voc(self.detector, self.val_loader.epoch(0), self.classes).map
 
     def run(self) -> TrainResult:
+        """Train the remaining epochs. Only rank 0 evaluates and writes the run folder; the
+        other workers go on (their next gradient exchange waits for rank 0) or, after the last
+        epoch, wait for it in the kvstore's exit barrier."""
         os.makedirs(self.cfg.out, exist_ok=True)
-        with open(os.path.join(self.cfg.out, "config.json"), "w") as f:
-            json.dump(dataclasses.asdict(self.cfg), f, indent=2)
+        root = self.cluster.is_root
+        if root:
+            with open(os.path.join(self.cfg.out, "config.json"), "w") as f:
+                json.dump(dataclasses.asdict(self.cfg), f, indent=2)
         for epoch in range(self.start_epoch, self.epochs):
             record = self.train_epoch(epoch)
-            if (epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs:
+            if root and ((epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs):
                 record.val_map = self.evaluate()
             self.history.append(record)
-            if record.val_map is not None and record.val_map > self.best_map:
-                self.best_map = record.val_map
-                save_checkpoint(os.path.join(self.cfg.out, BEST), self.net, self.meta(epoch))
-            save_checkpoint(os.path.join(self.cfg.out, LAST), self.net, self.meta(epoch),
-                            self.trainer)
-            self.write_log()
-            if self.cfg.progress:
-                tqdm.write(_describe(record))
-        self.write_pictures()
-        return TrainResult(self.cfg.out, self.history, self.best_map)
+            if root:
+                self.save(epoch, record)
+        if self.record:
+            self.record.finish()
+        if root:
+            self.write_pictures()
+        return TrainResult(self.cfg.out, self.history, self.best_map, self.cluster.rank)
+
+    def save(self, epoch: int, record: EpochRecord) -> None:
+        """The checkpoints (``best`` when mAP improved), the log and the epoch's summary."""
+        if record.val_map is not None and record.val_map > self.best_map:
+            self.best_map = record.val_map
+            save_checkpoint(os.path.join(self.cfg.out, BEST), self.net, self.meta(epoch))
+        save_checkpoint(os.path.join(self.cfg.out, LAST), self.net, self.meta(epoch),
+                        self.trainer)
+        self.write_log()
+        if self.progress:
+            tqdm.write(_describe(record))
 
     def write_pictures(self, count: int = 8) -> None:
         """The training curve and the detections on the first ``count`` validation images."""

@@ -30,6 +30,7 @@ from .presets import AnchorSpec
 
 if TYPE_CHECKING:
     from .coverage import CoverageReport
+    from .evaluate import PRCurve
 
 HW = Tuple[int, int]
 ImageLike = Union[str, "os.PathLike[str]", np.ndarray, None]
@@ -492,6 +493,76 @@ def plot_hard_negatives(image: ImageLike, anchors, conf_loss, cls_target, kept, 
                linewidth=1.0)
     ax.set_title(f"the {kept.sum()} kept negatives (red)"
                  + (" and the ground truth (white)" if len(gt) else ""), fontsize=10)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+AP_LABELS = {"voc07": "VOC07 AP", "voc2010": "VOC2010 AP"}
+
+
+def draw_pr_curve(ax: Axes, curve: "PRCurve", aps: Optional[Mapping[str, float]] = None, *,
+                  title: Optional[str] = None, legend: bool = True, fontsize: float = 8) -> Axes:
+    """One class's precision-recall curve (a :class:`~gluon_ssd.evaluate.PRCurve`) on ``ax``.
+
+    Draws the precision after each detection (thin line), its envelope (the best precision at
+    equal or higher recall, shaded: the area is the VOC2010+ AP) and the envelope at recall
+    0, 0.1, ..., 1 (dots: their mean is the VOC07 AP). ``aps``: e.g. ``{"voc07": 0.7}``, shown
+    in the title.
+    """
+    recall = np.concatenate([[0.0], curve.recall])
+    envelope = curve.interpolated()
+    envelope = np.concatenate([envelope[:1], envelope]) if len(envelope) else np.zeros(1)
+    ax.plot(curve.recall, curve.precision, ".-", color="tab:blue", linewidth=1, markersize=3,
+            label="precision after each detection")
+    ax.step(recall, envelope, where="pre", color="tab:orange", linewidth=1.5,
+            label="envelope (area: VOC2010 AP)")
+    ax.fill_between(recall, envelope, step="pre", color="tab:orange", alpha=0.15)
+    ax.plot(np.linspace(0, 1, 11), curve.eleven_point(), "o", color="tab:red", markersize=3,
+            label="11 points (mean: VOC07 AP)")
+    text = ", ".join(f"{AP_LABELS.get(k, k)} {v:.3f}" for k, v in (aps or {}).items()
+                     if v is not None and not np.isnan(v))
+    ax.set_title(f"{title or ''}{': ' if title and text else ''}{text}\n"
+                 f"{curve.num_positives} boxes, {len(curve.scores)} detections", fontsize=fontsize + 1)
+    ax.set(xlim=(0, 1.02), ylim=(0, 1.05), xlabel="recall", ylabel="precision")
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(loc="lower left", fontsize=fontsize)
+    return ax
+
+
+def plot_pr_curve(curve: "PRCurve", aps: Optional[Mapping[str, float]] = None, *,
+                  title: Optional[str] = None, path=None) -> Figure:
+    """One class's precision-recall curve with its legend (see :func:`draw_pr_curve`)."""
+    fig, axes = new_figure(panel_size=(5.5, 4.5))
+    draw_pr_curve(axes[0, 0], curve, aps, title=title)
+    return save_figure(fig, path)
+
+
+def plot_pr_curves(curves: Mapping[str, "PRCurve"],
+                   aps: Optional[Mapping[str, Mapping[str, float]]] = None, *, ncols: int = 4,
+                   title: Optional[str] = None, path=None) -> Figure:
+    """A grid with every class's precision-recall curve (see :func:`draw_pr_curve`).
+
+    Args:
+        curves: class name -> curve.
+        aps: metric name (``"voc07"``, ``"voc2010"``) -> class name -> AP, for the titles.
+        ncols: panels per row.
+    """
+    names = list(curves)
+    ncols = max(1, min(ncols, len(names)))
+    nrows = max(1, -(-len(names) // ncols))
+    fig, axes = new_figure(nrows, ncols, panel_size=(3.6, 3.2))
+    for k, (ax, name) in enumerate(zip(axes.flat, names)):
+        draw_pr_curve(ax, curves[name], {m: a.get(name) for m, a in (aps or {}).items()},
+                      title=name, legend=k == 0, fontsize=6)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    if not names:
+        axes[0, 0].text(0.5, 0.5, "no class has ground truth", ha="center", va="center")
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

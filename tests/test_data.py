@@ -58,6 +58,16 @@ def test_synthetic_non_square_images_use_the_whole_frame():
     assert set(labels[:, 4].astype(int)) == {0, 1, 2}
 
 
+@pytest.mark.parametrize("size", [(192, 320), (320, 192), (40, 300)])
+def test_synthetic_largest_shapes_fit_any_aspect(size):
+    """Shapes at the largest area are capped by the shorter side, antialiased edges included."""
+    ds = SyntheticShapes(40, size, split="val")
+    for i in range(len(ds)):
+        label = ds.render(i)[1]
+        assert len(label) >= 1
+        assert label[:, 2].max() <= size[1] and label[:, 3].max() <= size[0]
+
+
 def test_synthetic_boxes_are_tight(monkeypatch):
     """On a black background without clutter or noise, every drawn pixel lies in the box, and
     the box's border rows / columns hold drawn pixels (1 px slack for faint antialiasing)."""

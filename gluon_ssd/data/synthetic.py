@@ -34,6 +34,7 @@ MIN_AREA, MAX_AREA = 0.05, 0.7
 MIN_VISIBLE = 0.6  # fraction of a shape's pixels that later shapes must leave uncovered
 MAX_OBJECTS = 6
 MIN_SIDE = 32  # smallest image side: the smallest shape is then still ~2 px
+SIDE_MARGIN = 4  # a shape's extent stays this far below the shorter image side (antialiased edges)
 PLACEMENT_TRIALS = 10
 NOISE_MARGIN = 64  # the noise bank is this much larger than the image; offsets pick a window
 
@@ -145,7 +146,7 @@ class SyntheticShapes(gluon.data.Dataset):
         """Antialiased mask (h, w) uint8 of one shape, cropped to its tight box."""
         make, max_rotation = SHAPES[name]
         area = np.exp(rng.uniform(np.log(MIN_AREA), np.log(MAX_AREA)))
-        extent = min(np.sqrt(area * self.size[0] * self.size[1]), min(self.size) - 2)
+        extent = min(np.sqrt(area * self.size[0] * self.size[1]), min(self.size) - SIDE_MARGIN)
         theta = np.deg2rad(rng.uniform(-max_rotation, max_rotation))
         rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
         contours = [c @ rotation.T for c in make(rng)]

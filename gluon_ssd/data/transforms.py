@@ -345,6 +345,11 @@ class DetectionLoader:
         self._sampler.set_epoch(epoch, start)
         yield from self._loader
 
+    def batch_indices(self, epoch: int) -> List[List[int]]:
+        """The dataset indices of every batch of ``epoch``, in the order :meth:`epoch` yields them."""
+        self._sampler.set_epoch(epoch)
+        return [[key % len(self.dataset) for key in batch] for batch in self._sampler]
+
 
 __all__ = [
     "TrainTransform", "EvalTransform", "DetectionLoader", "batchify", "sample_seed",

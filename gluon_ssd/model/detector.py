@@ -5,9 +5,21 @@ from mxnet import gluon
 
 from ..presets import DetectSpec
 
+# The decoders a DetectSpec may name (see DetectSpec.decoder).
+DECODERS = ("multibox", "per_class")
+
+
+def decode_boxes(F, box_preds, anchors, variances):
+    """Encoded offsets ``(B, N*4)`` (or ``(B, N, 4)``) on ``anchors (1, N, 4)`` (normalised
+    corners) -> boxes ``(B, N, 4)``, normalised corners, not clipped: ``cx = acx + dx * v0 * aw``,
+    ``w = aw * exp(dw * v2)`` (likewise y with v1, h with v3)."""
+    v = variances
+    return F.contrib.box_decode(box_preds.reshape((0, -1, 4)), anchors, v[0], v[1], v[2], v[3],
+                                clip=-1, format="corner")
+
 
 class Detector(gluon.HybridBlock):
-    """Softmax + ``contrib.MultiBoxDetection`` (decoding and NMS), hybridizable.
+    """Softmax, box decoding and non-maximum suppression on SSD's raw outputs, hybridizable.
 
     Forward ``(cls_preds (B, N, C+1), box_preds (B, N*4), anchors (1, N, 4))`` -> ``(ids, scores,
     boxes)``:
@@ -16,37 +28,78 @@ class Detector(gluon.HybridBlock):
     * ``scores (B, K, 1)``: class probability, ``-1`` for an empty row,
     * ``boxes (B, K, 4)``: normalised corners ``xmin, ymin, xmax, ymax`` (clipped to [0, 1]),
 
-    rows sorted by score, ``K = spec.max_detections``. Each anchor contributes at most one
-    detection, of its most probable object class; boxes under ``score_threshold`` are dropped,
-    the ``nms_topk`` best are kept and suppressed per class at ``nms_threshold`` (across
-    classes with ``force_suppress``). Offsets are decoded with ``variances``:
-    ``cx = acx + dx * v0 * aw``, ``w = aw * exp(dw * v2)`` (likewise y, h).
+    rows sorted by score, ``K = spec.max_detections`` always. Offsets are decoded with
+    ``variances``: ``cx = acx + dx * v0 * aw``, ``w = aw * exp(dw * v2)`` (likewise y, h).
+    Candidates with a probability not above ``score_threshold`` are dropped, the ``nms_topk``
+    best are kept and suppressed per class at ``nms_threshold`` (across classes with
+    ``force_suppress``). ``spec.decoder`` chooses the candidates:
+
+    * ``"multibox"`` (``contrib.MultiBoxDetection``): one per anchor, its most probable object
+      class; boxes are clipped before NMS.
+    * ``"per_class"`` (the paper's Caffe ``DetectionOutput``, GluonCV's SSD): every (anchor,
+      object class) pair, so one anchor may yield boxes of several classes; NMS sees the boxes
+      unclipped, as in GluonCV, and the kept ones are clipped afterwards. Up to the clipping
+      (and the order of equal scores) the output equals GluonCV's SSD ``net(x)`` divided by the
+      image size.
     """
 
     def __init__(self, spec: DetectSpec = DetectSpec(), **kwargs):
         super().__init__(**kwargs)
+        if spec.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {spec.decoder!r}; choose one of {DECODERS}")
         self.spec = spec
 
     def hybrid_forward(self, F, cls_preds, box_preds, anchors):
-        s = self.spec
-        cls_prob = F.transpose(F.softmax(cls_preds, axis=-1), (0, 2, 1))
-        rows = F.contrib.MultiBoxDetection(
-            cls_prob, box_preds, anchors, clip=True, threshold=s.score_threshold,
-            nms_threshold=s.nms_threshold, force_suppress=s.force_suppress,
-            variances=s.variances, nms_topk=s.nms_topk)
-        # MultiBoxDetection leaves suppressed rows (id -1) in place; move the survivors to the
-        # top (box_nms with IoU threshold 1 suppresses nothing, it only sorts and compacts).
-        rows = F.contrib.box_nms(rows, overlap_thresh=1.0, valid_thresh=0.0,
-                                 topk=s.max_detections, coord_start=2, score_index=1, id_index=0,
-                                 background_id=-1)
-        # K empty rows appended, so that K rows exist even with fewer than K anchors.
-        empty = F.tile(-F.ones_like(F.slice_axis(rows, axis=1, begin=0, end=1)),
-                       reps=(1, s.max_detections, 1))
-        rows = F.slice_axis(F.concat(rows, empty, dim=1), axis=1, begin=0, end=s.max_detections)
+        probs = F.softmax(cls_preds, axis=-1)
+        if self.spec.decoder == "multibox":
+            rows = self._multibox(F, probs, box_preds, anchors)
+        else:
+            rows = self._per_class(F, probs, box_preds, anchors)
+        # K empty rows appended, so that K rows exist even with fewer than K candidates.
+        k = self.spec.max_detections
+        empty = F.tile(-F.ones_like(F.slice_axis(rows, axis=1, begin=0, end=1)), reps=(1, k, 1))
+        rows = F.slice_axis(F.concat(rows, empty, dim=1), axis=1, begin=0, end=k)
         ids = F.slice_axis(rows, axis=2, begin=0, end=1)
         scores = F.slice_axis(rows, axis=2, begin=1, end=2)
         boxes = F.slice_axis(rows, axis=2, begin=2, end=6)
         return ids, scores, boxes
+
+    def _multibox(self, F, probs, box_preds, anchors):
+        """Rows ``(B, N, 6)`` ``[id, score, xmin, ymin, xmax, ymax]``, kept ones first."""
+        s = self.spec
+        rows = F.contrib.MultiBoxDetection(
+            F.transpose(probs, (0, 2, 1)), box_preds, anchors, clip=True,
+            threshold=s.score_threshold, nms_threshold=s.nms_threshold,
+            force_suppress=s.force_suppress, variances=s.variances, nms_topk=s.nms_topk)
+        # MultiBoxDetection leaves suppressed rows (id -1) in place; move the survivors to the
+        # top (box_nms with IoU threshold 1 suppresses nothing, it only sorts and compacts).
+        return F.contrib.box_nms(rows, overlap_thresh=1.0, valid_thresh=0.0,
+                                 topk=s.max_detections, coord_start=2, score_index=1, id_index=0,
+                                 background_id=-1)
+
+    def _per_class(self, F, probs, box_preds, anchors):
+        """Rows ``(B, C*N, 6)`` ``[id, score, xmin, ymin, xmax, ymax]``, kept ones first.
+
+        The candidates are laid out class by class (all N anchors of class 0, then class 1...),
+        as GluonCV lays them out, so that even equal scores are ordered the same way.
+        """
+        s = self.spec
+        boxes = decode_boxes(F, box_preds, anchors, s.variances)  # (B, N, 4)
+        scores = F.transpose(F.slice_axis(probs, axis=2, begin=1, end=None), (0, 2, 1))
+        scores = scores.expand_dims(axis=3)  # (B, C, N, 1)
+        ids = F.broadcast_like(F.contrib.arange_like(scores, axis=1).reshape((1, -1, 1, 1)),
+                               scores)
+        boxes = F.broadcast_like(boxes.expand_dims(axis=1), scores, lhs_axes=(1,), rhs_axes=(1,))
+        rows = F.concat(ids, scores, boxes, dim=3).reshape((0, -3, 6))  # (B, C*N, 6)
+        rows = F.contrib.box_nms(rows, overlap_thresh=s.nms_threshold,
+                                 valid_thresh=s.score_threshold, topk=s.nms_topk, coord_start=2,
+                                 score_index=1, id_index=0, background_id=-1,
+                                 force_suppress=s.force_suppress)
+        kept = F.slice_axis(rows, axis=2, begin=0, end=2)
+        corners = F.slice_axis(rows, axis=2, begin=2, end=6)
+        clipped = F.where(F.broadcast_like(F.slice_axis(rows, axis=2, begin=0, end=1) >= 0,
+                                           corners), F.clip(corners, 0.0, 1.0), corners)
+        return F.concat(kept, clipped, dim=2)
 
 
 class DetectionNet(gluon.HybridBlock):

@@ -1,0 +1,373 @@
+"""Detection on images: load a trained detector, run it on files or arrays of any size, and get
+the boxes back in each image's own pixels.
+
+Pipeline for one image: decode (:func:`load_image`: EXIF orientation applied, grayscale and RGBA
+made RGB) -> resize to the detector's input size ``(H, W)`` and normalise (the evaluation
+transform, :class:`~gluon_ssd.data.transforms.EvalTransform`) -> network -> rows with id -1 or a
+score under the threshold dropped -> normalised corners multiplied by the ORIGINAL image's width
+and height. The resize stretches the image (as in training), so a normalised box maps back to the
+original pixels with that one multiplication, whatever the aspect ratio.
+
+Boxes of a :class:`Detections` are corners ``xmin, ymin, xmax, ymax`` in continuous pixel
+coordinates of the decoded image (pixel ``(r, c)`` covers ``[c, c + 1) x [r, r + 1)``); class ids
+start at 0 (``classes[id]`` is the name).
+
+A detector is a gluon-ssd checkpoint file or an export prefix (:func:`load_detector`). Its
+decoding settings (a :class:`~gluon_ssd.presets.DetectSpec`: NMS threshold, top-k, class-agnostic
+suppression, decoder) default to the preset's (checkpoint) or to those exported with the graph
+(export) and can be overridden when loading; see :mod:`gluon_ssd.export` for how an exported
+graph is re-decoded.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
+
+import mxnet as mx
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from .checkpoint import check_identity, load_checkpoint
+from .data.datasets import IMAGE_EXTENSIONS, BadImageError, read_image
+from .data.transforms import EvalTransform
+from .export import exported_spec, import_model, read_export_meta
+from .model.detector import DetectionNet
+from .presets import DetectSpec, get_preset
+from .visualize import to_pixels
+
+HW = Tuple[int, int]
+ImageInput = Union[str, "os.PathLike[str]", np.ndarray, mx.nd.NDArray, Image.Image]
+SpecLike = Union[DetectSpec, Mapping[str, Any], None]
+Outputs = Tuple[mx.nd.NDArray, mx.nd.NDArray, mx.nd.NDArray]
+EXPORT_SUFFIXES = ("-symbol.json", "-meta.json", "-0000.params")
+
+
+@dataclass
+class LoadedDetector:
+    """A detector ready to run, and what its input must look like.
+
+    Attributes:
+        net: ``(B, 3, H, W)`` float32 preprocessed images -> ``(ids (B, K, 1), scores (B, K, 1),
+            boxes (B, K, 4))``, boxes normalised corners, rows with id -1 empty.
+        classes: class names; id ``k`` is ``classes[k]``.
+        image_size: ``(H, W)`` the images are resized to (the training / export size).
+        mean, std: preprocessing: RGB / 255, minus ``mean``, divided by ``std``.
+        preset: the preset's name, ``None`` if not recorded.
+        source: the checkpoint file or export prefix it was loaded from.
+        spec: the decoding settings in effect (``None``: an export that did not record them).
+        ctx: the device ``net`` runs on.
+    """
+
+    net: Callable[[mx.nd.NDArray], Outputs]
+    classes: Tuple[str, ...]
+    image_size: HW
+    mean: Tuple[float, float, float]
+    std: Tuple[float, float, float]
+    preset: Optional[str]
+    source: str
+    spec: Optional[DetectSpec] = None
+    ctx: mx.Context = field(default_factory=mx.cpu)
+
+    def preprocess(self, image: np.ndarray) -> mx.nd.NDArray:
+        """``(h, w, 3)`` uint8 RGB -> ``(3, H, W)`` float32 network input (resized, normalised)."""
+        transform = EvalTransform(self.image_size, self.mean, self.std)
+        return transform(mx.nd.array(image, dtype="uint8"), np.zeros((0, 4), np.float32))[0]
+
+
+@dataclass
+class Detections:
+    """The detections of one image, sorted by score (highest first).
+
+    Attributes:
+        source: the image's path, or ``<array i>`` / ``<image i>`` for an in-memory image.
+        index: the image's position in the input sequence.
+        image_size: ``(H, W)`` of the decoded image (after EXIF rotation): the pixels the boxes
+            refer to.
+        class_ids: ``(K,)`` int class ids (from 0).
+        scores: ``(K,)`` float32 class probabilities.
+        boxes: ``(K, 4)`` float32 corners ``xmin, ymin, xmax, ymax`` in pixels of the image.
+        classes: the detector's class names.
+    """
+
+    source: str
+    index: int
+    image_size: HW
+    class_ids: np.ndarray
+    scores: np.ndarray
+    boxes: np.ndarray
+    classes: Tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def class_names(self) -> List[str]:
+        """The class name of each detection."""
+        return [self.classes[c] for c in self.class_ids]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading a detector.
+
+def _resolve_spec(default: Optional[DetectSpec], spec: SpecLike, source: str
+                  ) -> Optional[DetectSpec]:
+    """``spec`` itself, or ``default`` with the fields of a mapping ``spec`` replaced."""
+    if spec is None or isinstance(spec, DetectSpec):
+        return spec or default
+    known = {f.name for f in dataclasses.fields(DetectSpec)}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ValueError(f"unknown decoding settings {unknown}; DetectSpec has {sorted(known)}")
+    if default is None:
+        raise ValueError(f"{source} does not record its decoding settings, so they cannot be "
+                         "partly overridden; pass a complete DetectSpec")
+    return dataclasses.replace(default, **spec)
+
+
+def preset_spec(preset: Optional[str]) -> DetectSpec:
+    """The decoding settings of a preset (the defaults for a name that is not a preset)."""
+    try:
+        return get_preset(preset).detect if preset else DetectSpec()
+    except ValueError:
+        return DetectSpec()
+
+
+def _export_prefix(path: str) -> Optional[str]:
+    """The export prefix ``path`` names (the prefix itself or one of its three files)."""
+    for suffix in ("",) + EXPORT_SUFFIXES:
+        if path.endswith(suffix):
+            prefix = path[:len(path) - len(suffix)] if suffix else path
+            if os.path.isfile(prefix + EXPORT_SUFFIXES[0]):
+                return prefix
+    return None
+
+
+def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *,
+                  preset: Optional[str] = None, classes: Optional[Sequence[str]] = None,
+                  ctx: mx.Context = mx.cpu()) -> LoadedDetector:
+    """Load a checkpoint file (``*.params`` from training or conversion) or an export prefix.
+
+    Args:
+        path: a checkpoint file, or an export prefix ``PREFIX`` (with ``PREFIX-symbol.json``,
+            ``PREFIX-0000.params``, ``PREFIX-meta.json``; naming one of these files works too).
+        spec: decoding settings: a :class:`DetectSpec` replaces the model's, a mapping such as
+            ``{"nms_threshold": 0.3}`` overrides only the fields it names. Default: the preset's
+            settings (checkpoint) or the exported ones (export).
+        preset, classes: when given, the model must be of this preset (short names such as
+            ``ssd300`` accepted) / have these classes.
+        ctx: the device to run on.
+
+    Raises:
+        ValueError: ``path`` is neither, or is of another preset / class list (both named), or
+            the settings cannot apply (see :func:`gluon_ssd.export.import_model`).
+    """
+    path = os.fspath(path)
+    preset = get_preset(preset).name if preset is not None else None
+    prefix = _export_prefix(path)
+    if prefix is not None:
+        return _load_export(prefix, spec, preset, classes, ctx)
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such checkpoint file or export prefix "
+                         f"(no {path}{EXPORT_SUFFIXES[0]} either)")
+    ssd, meta = load_checkpoint(path, preset, classes, ctx)
+    detect_spec = _resolve_spec(preset_spec(meta.get("preset")), spec, path)
+    net = DetectionNet(ssd, detect_spec)
+    net.hybridize()
+    side = meta.get("image_size") or ssd.spec.anchors.image_size
+    return LoadedDetector(net, tuple(ssd.classes), (int(side), int(side)), tuple(ssd.spec.mean),
+                          tuple(ssd.spec.std), meta.get("preset"), path, detect_spec, ctx)
+
+
+def _load_export(prefix: str, spec: SpecLike, preset: Optional[str],
+                 classes: Optional[Sequence[str]], ctx: mx.Context) -> LoadedDetector:
+    """:func:`load_detector` for an export prefix."""
+    meta = read_export_meta(prefix)
+    check_identity(prefix, meta.get("preset"), meta["classes"], preset, classes)
+    detect_spec = _resolve_spec(exported_spec(meta, prefix), spec, prefix)
+    block, meta = import_model(prefix, ctx, detect_spec)
+    block.hybridize()
+    info = meta["input"]
+    return LoadedDetector(block, tuple(meta["classes"]), tuple(info["image_size"]),
+                          tuple(info["mean"]), tuple(info["std"]), meta.get("preset"), prefix,
+                          detect_spec, ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images.
+
+def load_image(image: ImageInput) -> np.ndarray:
+    """Any supported image as ``(H, W, 3)`` uint8 RGB numpy.
+
+    * a path: decoded by :func:`~gluon_ssd.data.datasets.read_image` (OpenCV: EXIF orientation
+      applied, grayscale repeated to RGB, alpha dropped); :class:`BadImageError` naming the file
+      if it is missing or not an image;
+    * a PIL image: EXIF orientation applied, converted to RGB;
+    * a uint8 array ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA):
+      grayscale repeated, alpha dropped.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    if isinstance(image, mx.nd.NDArray):
+        image = image.asnumpy()
+    if not isinstance(image, np.ndarray):
+        return read_image(os.fspath(image)).asnumpy()
+    if image.dtype != np.uint8:
+        raise ValueError(f"image arrays must be uint8 (0..255), got {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape:
+        raise ValueError("image arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+                         f"got {image.shape}")
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+
+
+def _source(image: ImageInput, index: int) -> str:
+    if isinstance(image, Image.Image):
+        return f"<image {index}>"
+    if isinstance(image, (np.ndarray, mx.nd.NDArray)):
+        return f"<array {index}>"
+    return os.fspath(image)
+
+
+def _as_sequence(images: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageInput]:
+    """One image (path, PIL image, 2-D/3-D array) as a list of one; a sequence as a list."""
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return [images]
+    if isinstance(images, (np.ndarray, mx.nd.NDArray)) and images.ndim in (2, 3):
+        return [images]
+    return list(images)
+
+
+def find_images(inputs: Sequence[Union[str, "os.PathLike[str]"]]) -> Tuple[List[str], List[str]]:
+    """Expand folders: ``(image paths, skipped entries)``.
+
+    A folder contributes its files with an image extension (``.jpg .jpeg .png .bmp``, any case),
+    sorted by name, not its subfolders; every other entry is skipped. Paths that are not folders
+    are kept as given (a missing or undecodable one fails when it is read, named).
+    """
+    images, skipped = [], []
+    for item in map(os.fspath, inputs):
+        if not os.path.isdir(item):
+            images.append(item)
+            continue
+        for name in sorted(os.listdir(item)):
+            path = os.path.join(item, name)
+            if os.path.isfile(path) and name.lower().endswith(IMAGE_EXTENSIONS):
+                images.append(path)
+            else:
+                skipped.append(path)
+    return images, skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection.
+
+def _check_threshold(threshold: float) -> None:
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+
+
+def iter_detections(detector: LoadedDetector, images: Union[ImageInput, Sequence[ImageInput]],
+                    threshold: float = 0.5, *, batch_size: int = 8, progress: bool = False,
+                    on_error: Optional[Callable[[BadImageError], None]] = None
+                    ) -> Iterator[Tuple[np.ndarray, Detections]]:
+    """Detect in ``images`` batch by batch, yielding ``(image (H, W, 3) uint8, Detections)``.
+
+    Detections with a score under ``threshold`` are dropped. An image that cannot be read raises
+    its :class:`BadImageError`, or with ``on_error`` is passed to it and skipped. A tqdm bar
+    counts images when ``progress``.
+    """
+    _check_threshold(threshold)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    items = _as_sequence(images)
+    with tqdm(total=len(items), desc="detect", unit="image", disable=not progress) as bar:
+        for start in range(0, len(items), batch_size):
+            loaded = []
+            for index in range(start, min(start + batch_size, len(items))):
+                try:
+                    loaded.append((index, load_image(items[index])))
+                except BadImageError as err:
+                    bar.update(1)
+                    if on_error is None:
+                        raise
+                    on_error(err)
+            if not loaded:
+                continue
+            batch = mx.nd.stack(*[detector.preprocess(image) for _, image in loaded])
+            outputs = detector.net(batch.as_in_context(detector.ctx))
+            ids, scores, boxes = (o.asnumpy() for o in outputs)
+            for row, (index, image) in enumerate(loaded):
+                keep = (ids[row, :, 0] >= 0) & (scores[row, :, 0] >= threshold)
+                yield image, Detections(
+                    _source(items[index], index), index, image.shape[:2],
+                    ids[row, keep, 0].astype(np.int64), scores[row, keep, 0].astype(np.float32),
+                    to_pixels(boxes[row, keep], image.shape[:2]).astype(np.float32),
+                    detector.classes)
+                bar.update(1)
+
+
+def detect(model: Union[LoadedDetector, str, "os.PathLike[str]"],
+           images: Union[ImageInput, Sequence[ImageInput]], threshold: float = 0.5, *,
+           spec: SpecLike = None, batch_size: int = 8, progress: bool = False,
+           on_error: Optional[Callable[[BadImageError], None]] = None) -> List[Detections]:
+    """Detect objects in one image or a sequence of images.
+
+    Args:
+        model: a :class:`LoadedDetector`, or a checkpoint file / export prefix to load (with
+            ``spec``, see :func:`load_detector`).
+        images: paths, PIL images or uint8 arrays (any size, aspect ratio, grayscale / RGB /
+            RGBA; EXIF orientation applied), or one of them.
+        threshold: the lowest score kept.
+        batch_size: images per network call.
+        progress: show a tqdm bar.
+        on_error: called with the :class:`BadImageError` of each unreadable file, which is then
+            skipped (default: raise it).
+
+    Returns:
+        One :class:`Detections` per image read, boxes in that image's pixels.
+
+    Example::
+
+        from gluon_ssd.detect import detect
+        for d in detect("runs/demo/checkpoint-best.params", ["a.jpg", "b.png"], threshold=0.4):
+            print(d.source, list(zip(d.class_names, d.scores, d.boxes.round())))
+    """
+    if isinstance(model, LoadedDetector):
+        if spec is not None:
+            raise ValueError("spec applies when a detector is loaded: pass it to load_detector")
+        detector = model
+    else:
+        detector = load_detector(model, spec)
+    return [d for _, d in iter_detections(detector, images, threshold, batch_size=batch_size,
+                                          progress=progress, on_error=on_error)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Output.
+
+def coco_results(results: Sequence[Detections]) -> List[Dict[str, Any]]:
+    """Detections in COCO's results layout, one dict per box: ``image_id`` (the image's
+    ``index``), ``file_name``, ``category_id`` (class id, from 0), ``bbox`` ``[x, y, width,
+    height]`` in pixels of the image, ``score``."""
+    rows = []
+    for d in results:
+        for c, s, (x0, y0, x1, y1) in zip(d.class_ids, d.scores, d.boxes.astype(np.float64)):
+            rows.append({"image_id": d.index, "file_name": d.source, "category_id": int(c),
+                         "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                         "score": round(float(s), 5)})
+    return rows
+
+
+def coco_document(results: Sequence[Detections], classes: Sequence[str]) -> Dict[str, Any]:
+    """One JSON-able document: ``categories`` (``id`` = class id, ``name``), ``images`` (``id``,
+    ``file_name``, ``height``, ``width``) and ``detections`` (:func:`coco_results`), so that
+    ``pycocotools.coco.COCO`` can load the first two and ``loadRes`` the third."""
+    return {"categories": [{"id": i, "name": name} for i, name in enumerate(classes)],
+            "images": [{"id": d.index, "file_name": d.source, "height": int(d.image_size[0]),
+                        "width": int(d.image_size[1])} for d in results],
+            "detections": coco_results(results)}
