@@ -352,7 +352,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     _positive_ints(args, ["epochs", "train_size", "val_size", "image_size", "batch_size"])
     out = Path(args.out)
-    result = train(_train_config(argparse.Namespace(preset="demo", num_workers=1, **vars(args))))
+    # No loader process: on 2 cores it takes CPU from MKL-DNN's threads and the steps slow down by
+    # far more than loading costs (56 vs 33-37 images/s measured; benchmarks/README.md).
+    result = train(_train_config(argparse.Namespace(preset="demo", num_workers=0, **vars(args))))
     preset = get_preset("ssd300")
     spec = preset.model.anchors
     photo = sample_image()

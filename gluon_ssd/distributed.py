@@ -307,6 +307,16 @@ def dmlc_env(cfg: LaunchConfig, node: Node, root: str, port: int) -> Dict[str, s
             "DMLC_NODE_HOST": node.host}
 
 
+def local_threads(cfg: LaunchConfig, node: Node) -> Dict[str, str]:
+    """``OMP_NUM_THREADS`` for a process of a local job, unless the user set it: the workers
+    share this machine's cores, the scheduler and servers (no heavy compute) take one each.
+    Without it every process would take all cores (see ``gluon_ssd/__init__.py``)."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return {}
+    share = len(os.sched_getaffinity(0)) // cfg.num_workers if node.role == "worker" else 1
+    return {"OMP_NUM_THREADS": str(max(1, share))}
+
+
 def ssh_command(host: str, env: Dict[str, str], command: Sequence[str], workdir: str
                 ) -> List[str]:
     """``ssh host 'cd WORKDIR && env K=V ... COMMAND'``, every part shell-quoted.
@@ -426,7 +436,8 @@ def launch(cfg: LaunchConfig, log: Optional[IO[str]] = None) -> int:
                 job.start(node, ssh_command(node.host, {**forwarded, **env}, cfg.command,
                                             cfg.workdir), os.environ, os.getcwd())
             else:
-                job.start(node, cfg.command, {**os.environ, **env}, cfg.workdir)
+                job.start(node, cfg.command, {**os.environ, **local_threads(cfg, node), **env},
+                          cfg.workdir)
         return job.supervise(cfg.timeout)
     except KeyboardInterrupt:
         job.say("interrupted; stopping the job")
