@@ -15,7 +15,9 @@ from gluon_ssd.cli import main
 from gluon_ssd.precision import DTYPES, set_training_dtype
 
 # A float32 SSD traced first (AMP leaves traced graphs alone), then a BF16 run on the same
-# weights: 8 steps on one batch, reported as JSON.
+# weights: 8 steps on one batch, reported as JSON. At the demo's own 192 px: at 64 px the last two
+# extra layers convolve 1x1 maps, and there oneDNN 2.4.4's bfloat16 backward pass leaves their
+# weights non-finite in about half the runs (never seen at 192 px, where those maps are 3x3, 2x2).
 SCRIPT = textwrap.dedent("""
     import json, sys
     import mxnet as mx, numpy as np
@@ -23,12 +25,12 @@ SCRIPT = textwrap.dedent("""
     from gluon_ssd.presets import get_preset
     from gluon_ssd.train import Run, TrainConfig
 
-    config = TrainConfig(preset="demo", out=sys.argv[1], image_size=64, train_size=16,
+    config = TrainConfig(preset="demo", out=sys.argv[1], image_size=192, train_size=16,
                          val_size=8, batch_size=8, progress=False, dtype="bf16")
     reference = SSD(get_preset("demo").model, ("a", "b", "c", "d", "e"))
     reference.initialize()
     reference.hybridize()
-    reference(mx.nd.zeros((1, 3, 64, 64)))  # traced in float32, before amp.init
+    reference(mx.nd.zeros((1, 3, 192, 192)))  # traced in float32, before amp.init
     run = Run(config)
     images, labels = next(iter(run.train_loader.epoch(0)))
     for name, p in reference._collect_params_with_prefix().items():
@@ -82,7 +84,7 @@ def test_cli_bf16_run_writes_a_float32_checkpoint(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "gluon_ssd.cli", "train", "--dtype", "bf16", "--out", str(out),
-         "--epochs", "1", "--image-size", "64", "--train-size", "16", "--val-size", "8",
+         "--epochs", "1", "--image-size", "192", "--train-size", "16", "--val-size", "8",
          "--batch-size", "8", "--quiet"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     arrays, meta = read_checkpoint(str(out / "checkpoint-last.params"))

@@ -39,7 +39,10 @@ def launch(out, *train_args, kvstore="dist_sync", launch_args=()):
     """``gluon-ssd launch -n 2 -s 1 -- gluon-ssd train --kvstore KVSTORE ...`` to the end."""
     argv = [*CLI, "launch", "-n", str(WORKERS), "-s", "1", "--timeout", str(JOB), *launch_args,
             "--", *TRAIN, "--kvstore", kvstore, "--out", str(out), *train_args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=JOB + 60)
+    # Without OMP_NUM_THREADS (tests/conftest.py sets it) the launcher shares the cores among the
+    # workers, as a user's local job gets them: 2 workers x 1 thread on a 2-core machine.
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=JOB + 60, env=env)
 
 
 def steps(out, rank):
