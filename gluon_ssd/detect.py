@@ -60,6 +60,8 @@ class LoadedDetector:
         source: the checkpoint file or export prefix it was loaded from.
         spec: the decoding settings in effect (``None``: an export that did not record them).
         ctx: the device ``net`` runs on.
+        training_config: the ``TrainConfig`` fields a checkpoint recorded (data, seed, sizes);
+            empty for an export or a converted checkpoint.
     """
 
     net: Callable[[mx.nd.NDArray], Outputs]
@@ -71,6 +73,7 @@ class LoadedDetector:
     source: str
     spec: Optional[DetectSpec] = None
     ctx: mx.Context = field(default_factory=mx.cpu)
+    training_config: Dict[str, Any] = field(default_factory=dict)
 
     def preprocess(self, image: np.ndarray) -> mx.nd.NDArray:
         """``(h, w, 3)`` uint8 RGB -> ``(3, H, W)`` float32 network input (resized, normalised)."""
@@ -179,7 +182,8 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
     net.hybridize()
     side = meta.get("image_size") or ssd.spec.anchors.image_size
     return LoadedDetector(net, tuple(ssd.classes), (int(side), int(side)), tuple(ssd.spec.mean),
-                          tuple(ssd.spec.std), meta.get("preset"), path, detect_spec, ctx)
+                          tuple(ssd.spec.std), meta.get("preset"), path, detect_spec, ctx,
+                          meta.get("config") or {})
 
 
 def _load_export(prefix: str, spec: SpecLike, preset: Optional[str],

@@ -43,7 +43,6 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from .checkpoint import read_checkpoint
 from .data.transforms import DetectionLoader, EvalTransform
 from .detect import LoadedDetector, load_detector
 from .model.detector import DECODERS, DetectionNet, Detector
@@ -546,11 +545,8 @@ def _training_config(detector: LoadedDetector):
     ``config``), or the defaults for an export or a converted checkpoint."""
     from .train import TrainConfig  # train.py imports this module
 
-    config: Dict[str, Any] = {}
-    if os.path.isfile(detector.source):  # a checkpoint file (an export is a prefix)
-        config = read_checkpoint(detector.source)[1].get("config") or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in config.items() if k in known})
+    return TrainConfig(**{k: v for k, v in detector.training_config.items() if k in known})
 
 
 def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional[str] = None,
