@@ -116,6 +116,7 @@ def hybridized(net):
 
 def gluoncv_ssd():
     """GluonCV's SSD300-VGG16 for VOC, random weights, shapes fixed by one (imperative) forward."""
+    import gluon_ssd  # noqa: F401  (first: it imports GluonCV so that torch 2 may sit beside it)
     import gluoncv
     import mxnet as mx
 
@@ -233,8 +234,8 @@ def torchvision_call(x, threads: Optional[int]) -> Optional[Callable[[], Sequenc
         import torch
         import torchvision
     except ImportError as err:
-        print(f"torchvision ssd300_vgg16: skipped ({err}; pip install torch torchvision adds "
-              "the row)")
+        print(f"torchvision ssd300_vgg16: skipped ({err}; installing torch and torchvision "
+              "adds the row: benchmarks/README.md says how)")
         return None
     if threads is not None:
         torch.set_num_threads(threads)

@@ -242,6 +242,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, help="network input side in pixels")
     p.add_argument("--train-size", type=int, help="synthetic training images")
     p.add_argument("--val-size", type=int, help="synthetic validation images")
+    p.add_argument("--cache-mb", type=float, default=1024.0,
+                   help="MiB per split kept of rendered synthetic images, so that later epochs "
+                        "skip rendering (default 1024; 0: render every time)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, dest="num_workers",
                    help="data loader processes (0: load in the training process)")

@@ -55,6 +55,9 @@ class TrainConfig:
         data_root: root folder for ``voc``/``coco``.
         image_size: network input side in pixels (default: the preset's).
         train_size, val_size: number of synthetic images per split.
+        cache_mb: memory per split for synthetic images once rendered, so that later epochs
+            skip rendering (:class:`~gluon_ssd.data.synthetic.SyntheticShapes`); per loader
+            process with ``num_workers`` > 0. 0 renders every time.
         mining, augment: hard negative mining / the paper's augmentation on or off (default:
             the preset's).
         resume: continue from ``out/checkpoint-last.params``.
@@ -79,6 +82,7 @@ class TrainConfig:
     image_size: Optional[int] = None
     train_size: Optional[int] = None
     val_size: Optional[int] = None
+    cache_mb: float = 1024.0
     seed: int = 0
     num_workers: int = 0
     mining: Optional[bool] = None
@@ -175,7 +179,7 @@ def run_dataset(cfg: TrainConfig, split: str, size: Tuple[int, int]) -> gluon.da
     ``size = (H, W)``, ``cfg.train_size`` of them for ``"train"``, ``cfg.val_size`` otherwise."""
     length = cfg.train_size if split == "train" else cfg.val_size
     return get_dataset(cfg.data, split, root=cfg.data_root, size=size, length=length,
-                       seed=cfg.seed, skip_bad=cfg.skip_bad)
+                       seed=cfg.seed, skip_bad=cfg.skip_bad, cache_mb=cfg.cache_mb)
 
 
 class Run:

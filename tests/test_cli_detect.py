@@ -1,6 +1,7 @@
 """``gluon-ssd detect`` and ``gluon-ssd export`` through the command line, with a random demo SSD:
 files written, COCO-layout JSON, counts of skipped and unreadable inputs, exit statuses."""
 import json
+from dataclasses import replace
 
 import matplotlib.cbook
 import mxnet as mx
@@ -15,7 +16,7 @@ from gluon_ssd.checkpoint import load_checkpoint, save_checkpoint
 from gluon_ssd.cli import main
 from gluon_ssd.detect import load_detector
 from gluon_ssd.model import DetectionNet
-from gluon_ssd.presets import DetectSpec
+from gluon_ssd.presets import get_preset
 
 CLASSES = ("circle", "square")
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)  # 600 x 512
@@ -152,7 +153,8 @@ def test_export_reimports_with_plain_symbol_block(checkpoint, tmp_path, capsys):
     assert meta["detect"]["nms_threshold"] == 0.3 and meta["detect"]["score_threshold"] == 0.0
     block = gluon.SymbolBlock.imports(f"{prefix}-symbol.json", ["data"], f"{prefix}-0000.params")
     ssd, _ = load_checkpoint(str(checkpoint))
-    live = DetectionNet(ssd, DetectSpec(nms_threshold=0.3, score_threshold=0.0))
+    live = DetectionNet(ssd, replace(get_preset("demo").detect, nms_threshold=0.3,
+                                     score_threshold=0.0))
     x = mx.nd.array(np.random.RandomState(2).normal(size=(2, 3, 96, 128)).astype(np.float32))
     for a, b in zip(block(x), live(x)):
         np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)

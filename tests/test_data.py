@@ -98,6 +98,26 @@ def test_synthetic_rejects_bad_arguments():
         SyntheticShapes(classes=("circle", "blob"))
     with pytest.raises(ValueError, match="at least"):
         SyntheticShapes(size=(16, 64))
+    with pytest.raises(ValueError, match="cache_mb"):
+        SyntheticShapes(cache_mb=-1)
+
+
+def test_synthetic_cache_keeps_renders_within_its_budget(monkeypatch):
+    # 64x80x3 = 15360 bytes per image: a budget of 2.5 images keeps the first two rendered.
+    cached = SyntheticShapes(6, (64, 80), seed=3, cache_mb=2.5 * 15360 / 2 ** 20)
+    plain = SyntheticShapes(6, (64, 80), seed=3)
+    renders = []
+    render = SyntheticShapes.render
+    monkeypatch.setattr(SyntheticShapes, "render",
+                        lambda self, i: renders.append(i) or render(self, i))
+    for _ in range(2):
+        for i in (0, 1, 2):
+            image, label = cached[i]
+            label[:, 0] = -5  # callers may edit what they get; the cache keeps its own
+    assert renders == [0, 1, 2, 2]  # items 0 and 1 rendered once, item 2 past the budget
+    for i in (0, 1, 2):
+        np.testing.assert_array_equal(cached[i][0].asnumpy(), plain[i][0].asnumpy())
+        np.testing.assert_array_equal(cached[i][1], plain[i][1])
 
 
 def test_get_dataset_synthetic():

@@ -103,7 +103,7 @@ def test_int8_graph_quantizes_convolutions_and_keeps_layout_ops_float32(exported
     assert all(op in ops for op in FP32_OPERATORS)  # kept float32
     assert not any(op.startswith("_contrib_quantized_") and op.endswith(("flatten", "concat"))
                    for op in ops)
-    assert "L2Normalization" in ops and "_contrib_MultiBoxDetection" in ops  # float32 only
+    assert "L2Normalization" in ops and "_contrib_box_nms" in ops  # float32 only (both decoders)
 
 
 def test_export_has_the_float32_layout_and_says_int8(exported, fp32, int8, images):

@@ -465,13 +465,13 @@ def voc_splits(split: str) -> Tuple[Tuple[int, str], ...]:
 def get_dataset(name_or_path: str, split: str = "train", *, root: Optional[str] = None,
                 size: Tuple[int, int] = (192, 192), length: Optional[int] = None, seed: int = 0,
                 classes: Optional[Sequence[str]] = None,
-                skip_bad: bool = False) -> gluon.data.Dataset:
+                skip_bad: bool = False, cache_mb: float = 0.0) -> gluon.data.Dataset:
     """One split of a dataset, by name or folder.
 
     Args:
         name_or_path:
             ``"synthetic"``: :class:`SyntheticShapes` (``size``, ``length``, ``seed``,
-            ``classes`` apply; ``split`` is ``"train"`` or ``"val"``);
+            ``classes`` and ``cache_mb`` apply; ``split`` is ``"train"`` or ``"val"``);
             ``"voc"``: :class:`VOCDataset` under ``root`` (default ``~/.mxnet/datasets/voc``),
             ``split`` as in :func:`voc_splits`;
             ``"coco"``: :class:`COCODataset` under ``root`` (default ``~/.mxnet/datasets/coco``),
@@ -495,7 +495,7 @@ def get_dataset(name_or_path: str, split: str = "train", *, root: Optional[str] 
     key = name_or_path.lower()
     if key == "synthetic":
         return SyntheticShapes(length or DEFAULT_LENGTH.get(split, DEFAULT_LENGTH["val"]), size,
-                               split, seed, classes or DEFAULT_CLASSES)
+                               split, seed, classes or DEFAULT_CLASSES, cache_mb)
     if key == "voc":
         return VOCDataset(root or DEFAULT_VOC_ROOT, voc_splits(split), classes, skip_bad)
     if key == "coco":
