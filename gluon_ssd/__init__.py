@@ -14,7 +14,6 @@ if "mxnet" not in _sys.modules:
     _os.environ.setdefault("OMP_NUM_THREADS", str(len(_os.sched_getaffinity(0))))
 
 
-
 def _import_gluoncv() -> None:
     """Import GluonCV, also beside PyTorch 2. GluonCV 0.10 checks at import that an installed
     torch is older than 2.0 and raises RuntimeError otherwise, although only its own PyTorch
