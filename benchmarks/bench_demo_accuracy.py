@@ -27,21 +27,25 @@ backward pass and update before stopping that clock). The calibration also measu
 loader process takes CPU from MKL-DNN's OpenMP threads and costs more than it saves.
 
 **Fitting the budget.** The trainer has no wall-clock option: a run is ``epochs`` passes over
-``train_size`` images, and the cosine schedule needs the number of epochs up front. So each
-configuration is first timed, in this process, right before its run: a throw-away ``Run`` with
-the same settings trains 2 x ``--calibration-batches`` batches (the first pass warms up MXNet's
-graph and is discarded) and the second pass's images/s, loading included, gives
+``train_size`` images, and the cosine schedule needs the number of epochs up front. So every
+configuration is first timed, in this process, all of them back to back before the first run
+(so the machine's drift over the runs does not size one configuration differently from the
+other): a throw-away ``Run`` with the same settings trains 2 x ``--calibration-batches``
+batches (the first pass warms up MXNet's graph and is discarded) and the second pass's
+images/s, loading included, gives
 
     images = images_per_second x budget_seconds x (1 - --margin)
     epochs = the preset's (6) unless --epochs;   train_size = images / epochs (whole batches)
 
 i.e. the preset's schedule in epochs (warm-up 0.2 epoch, cosine to 0 at the end, batch 16, Adam
 2e-3) is kept and each epoch is sized to fit the time. ``--margin`` (default 0.05) leaves room
-for checkpointing and drift. Validation runs only once, after the last epoch (``eval_every`` =
-epochs), so the budget is spent on training; the mAP is that of the final weights. The actual
+for checkpointing and drift. Validation runs after every epoch, outside the budget (the
+training time is the log's loading + step seconds); the headline mAP is that of the final
+weights, and ``map_by_epoch.png`` plots every configuration's VOC07 mAP against the images it
+has trained on: mining's effect is mostly how fast the detector learns, and where the runs end
+depends on how many images the machine trains in the budget. The actual
 training time is printed next to the budget: the machine may be busier or quieter than during
-the calibration (each configuration is calibrated right before it runs, so both face the same
-conditions as far as possible).
+the calibration.
 
 Examples::
 
@@ -121,6 +125,7 @@ class Outcome:
     voc2010_map: float = float("nan")
     coco_ap: float = float("nan")
     full_recall: str = ""       # classes whose every validation object is detected at some score
+    map_by_epoch: List[float] = dataclasses.field(default_factory=list)  # VOC07, after each epoch
 
 
 @dataclasses.dataclass
@@ -165,25 +170,41 @@ def plan(ips: float, budget_s: float, margin: float, epochs: int, batch: int) ->
     return max(batch, int(images / epochs) // batch * batch)
 
 
-def run_one(name: str, mining: bool, augment: bool, args, root: str) -> Outcome:
+def base_config(name: str, mining: bool, augment: bool, args, root: str):
+    """The demo preset's training run for one configuration (``train_size`` still to plan)."""
     from gluon_ssd.presets import get_preset
-    from gluon_ssd.train import TrainConfig, train
+    from gluon_ssd.train import TrainConfig
 
-    spec = get_preset("demo").train
-    epochs = args.epochs or spec.epochs
-    base = TrainConfig(preset="demo", data="synthetic", out=os.path.join(root, name),
-                       epochs=epochs, eval_every=epochs, val_size=args.val_size, seed=args.seed,
+    epochs = args.epochs or get_preset("demo").train.epochs
+    return TrainConfig(preset="demo", data="synthetic", out=os.path.join(root, name),
+                       epochs=epochs, eval_every=1, val_size=args.val_size, seed=args.seed,
                        num_workers=args.workers, mining=mining, augment=augment,
                        progress=sys.stderr.isatty())
-    with tempfile.TemporaryDirectory() as scratch:
-        cal = calibrate(dataclasses.replace(base, out=scratch), args.calibration_batches)
+
+
+def calibrate_all(configs, args) -> List[Calibration]:
+    """Calibrate every configuration back to back, before any run: the speeds that size the runs
+    are then measured within a minute of each other, not 10 minutes apart as the machine drifts."""
+    calibrations = []
+    for config in configs:
+        with tempfile.TemporaryDirectory() as scratch:
+            calibrations.append(calibrate(dataclasses.replace(config, out=scratch),
+                                          args.calibration_batches))
+    return calibrations
+
+
+def run_one(name: str, config, cal: Calibration, args) -> Outcome:
+    from gluon_ssd.presets import get_preset
+    from gluon_ssd.train import train
+
+    epochs = config.epochs
     train_size = plan(cal.images_per_second, args.minutes * 60, args.margin, epochs,
-                      spec.batch_size)
+                      get_preset("demo").train.batch_size)
     print(f"[{name}] calibration: {cal.images_per_second:.1f} images/s (loader alone "
           f"{cal.loader_ms:.0f} ms/image, step alone {cal.step_ms:.0f} ms/image) -> {epochs} "
           f"epochs x {train_size} images = {epochs * train_size} images in {args.minutes:g} min",
           flush=True)
-    config = dataclasses.replace(base, train_size=train_size)
+    config = dataclasses.replace(config, train_size=train_size)
     start = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - start
@@ -191,12 +212,13 @@ def run_one(name: str, mining: bool, augment: bool, args, root: str) -> Outcome:
     load = sum(r.load_seconds for r in history)
     step = sum(r.step_seconds for r in history)
     images = len(history) * train_size  # a multiple of the batch: no batch discarded
-    outcome = Outcome(name, mining, augment, cal.images_per_second, cal.loader_ms, cal.step_ms,
-                      epochs, train_size, load + step, load, step,
+    outcome = Outcome(name, config.mining, config.augment, cal.images_per_second, cal.loader_ms,
+                      cal.step_ms, epochs, train_size, load + step, load, step,
                       wall, images / max(load + step, 1e-9),
                       history[-1].val_map if history[-1].val_map is not None else float("nan"),
                       history[-1].loss)
     outcome.voc2010_map, outcome.coco_ap, outcome.full_recall = other_metrics(config.out)
+    outcome.map_by_epoch = [r.val_map for r in history]
     print(f"[{name}] trained {load + step:.0f} s (budget {args.minutes * 60:.0f} s), "
           f"VOC07 mAP {outcome.val_map:.4f}, VOC2010 mAP {outcome.voc2010_map:.4f}, "
           f"COCO AP {outcome.coco_ap:.4f}, run folder {config.out}", flush=True)
@@ -241,6 +263,10 @@ def report(outcomes: List[Outcome], budget_s: float) -> str:
     for label, fmt in rows:
         lines.append("".join([f"{label:<{width}}"] +
                              [f"  {fmt(o):>{c}}" for o, c in zip(outcomes, cols)]))
+    for epoch in range(max(len(o.map_by_epoch) for o in outcomes)):
+        lines.append("".join([f"{f'  VOC07 after epoch {epoch + 1}':<{width}}"] + [
+            f"  {o.map_by_epoch[epoch] if epoch < len(o.map_by_epoch) else float('nan'):>{c}.4f}"
+            for o, c in zip(outcomes, cols)]))
     ref = outcomes[0]
     lines.append("")
     for o in outcomes[1:]:
@@ -256,6 +282,23 @@ def report(outcomes: List[Outcome], budget_s: float) -> str:
             lines.append(f"[{o.name}] the data pipeline is not the bottleneck: loader "
                          f"{o.loader_ms:.0f} ms/image vs step {o.step_ms:.0f} ms/image")
     return "\n".join(lines)
+
+
+def plot_map_by_epoch(outcomes: List[Outcome], path: str) -> None:
+    """Each configuration's VOC07 mAP after every epoch against the images trained so far."""
+    from gluon_ssd.visualize import new_figure, save_figure
+
+    fig, axes = new_figure(1, 1, panel_size=(6.0, 4.0))
+    ax = axes[0][0]
+    for o in outcomes:
+        images = [o.train_size * (epoch + 1) for epoch in range(len(o.map_by_epoch))]
+        ax.plot(images, o.map_by_epoch, marker="o",
+                label=f"{o.name} ({o.train_seconds:.0f} s training)")
+    ax.set(xlabel="images trained", ylabel="VOC07 mAP@0.5 (validation)",
+           title="demo preset: the paper's ablation at an equal time budget")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
 
 
 def _share(seconds: float, o: Outcome) -> str:
@@ -276,15 +319,19 @@ def main(argv=None) -> None:
     if args.separate:
         configs += [("paper-recipe", True, True)]
     os.makedirs(args.out, exist_ok=True)
-    outcomes = [run_one(name, mining, augment, args, args.out)
-                for name, mining, augment in configs]
+    bases = [base_config(name, mining, augment, args, args.out)
+             for name, mining, augment in configs]
+    calibrations = calibrate_all(bases, args)
+    outcomes = [run_one(name, config, cal, args)
+                for (name, _, _), config, cal in zip(configs, bases, calibrations)]
     print()
     print(report(outcomes, args.minutes * 60))
+    plot_map_by_epoch(outcomes, os.path.join(args.out, "map_by_epoch.png"))
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
         json.dump({"args": vars(args), "results": [dataclasses.asdict(o) for o in outcomes]},
                   f, indent=2)
-    print(f"\nwrote {path}")
+    print(f"\nwrote {path} and map_by_epoch.png")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,16 @@ def test_hybridized_equals_imperative(ssd300):
         np.testing.assert_allclose(hybrid, imperative, rtol=1e-4, atol=1e-5)
 
 
+def test_untrained_ssd_scores_every_class_alike(ssd300):
+    """The paper's initialisation (predictor biases 0, small weights): no class, background
+    included, is favoured before training, so background starts at about 1/(C + 1) per anchor
+    and the negatives' confidence loss near log(C + 1), the imbalance mining exists for."""
+    assert all(not p.bias.data().asnumpy().any() for p in ssd300.net.class_predictors)
+    probs = mx.nd.softmax(mx.nd.array(ssd300.imperative[0]), axis=-1).asnumpy()[0]  # (8732, 21)
+    np.testing.assert_allclose(probs.mean(axis=0), 1 / 21, rtol=0.5)  # random weights: spread
+    assert abs(-np.log(probs[:, 0]).mean() - np.log(21)) < 0.5  # log 21 = 3.04
+
+
 @pytest.mark.parametrize("preset, gluoncv_name, image_size", [
     ("ssd300", "ssd_300_vgg16_atrous_voc", 300),
     ("ssd512", "ssd_512_vgg16_atrous_voc", 320),  # smaller input: shapes do not depend on it

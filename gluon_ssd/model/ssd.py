@@ -1,7 +1,6 @@
 """The SSD network: features -> convolutional predictors -> raw outputs and anchors."""
 from __future__ import annotations
 
-import math
 from typing import List, Optional, Sequence
 
 import mxnet as mx
@@ -14,31 +13,16 @@ from .backbone import VGG16
 from .weights import load_base
 
 
-def predictor(in_channels: int, channels: int,
-              bias_initializer: mx.init.Initializer = mx.init.Zero()) -> nn.Conv2D:
-    """A 3x3 convolutional predictor (the paper's "small kernel" applied at every cell)."""
-    return nn.Conv2D(channels, 3, padding=1, in_channels=in_channels,
-                     weight_initializer=mx.init.Normal(0.01), bias_initializer=bias_initializer)
+def predictor(in_channels: int, channels: int) -> nn.Conv2D:
+    """A 3x3 convolutional predictor (the paper's "small kernel" applied at every cell).
 
-
-@mx.init.register
-class BackgroundPrior(mx.init.Initializer):
-    """Class-predictor bias so that every anchor starts out as background with ``probability``.
-
-    Channel ``a * (C + 1)`` (anchor a's background score) gets ``log(probability * C /
-    (1 - probability))``, the object classes 0: softmax then gives background ``probability``.
-    Without it the ~3000-8000 anchors, nearly all background, start with a huge confidence loss.
+    Weights start from N(0, 0.01) and biases from 0, as in the paper's Caffe model: an untrained
+    SSD scores every class of every default box alike, so the thousands of background boxes begin
+    with a large confidence loss, the imbalance that hard negative mining (``loss.SSDLoss``)
+    answers.
     """
-
-    def __init__(self, num_classes: int, probability: float = 0.99):
-        super().__init__(num_classes=num_classes, probability=probability)
-        self.num_classes = num_classes
-        self.probability = probability
-
-    def _init_weight(self, name, arr):
-        arr[:] = 0
-        arr[::self.num_classes + 1] = math.log(self.probability * self.num_classes
-                                               / (1 - self.probability))
+    return nn.Conv2D(channels, 3, padding=1, in_channels=in_channels,
+                     weight_initializer=mx.init.Normal(0.01), bias_initializer=mx.init.Zero())
 
 
 def flatten_predictions(F, predictions, last_dim: int):
@@ -90,7 +74,7 @@ class SSD(gluon.HybridBlock):
     def _class_predictors(self, num_classes: int) -> nn.HybridSequential:
         seq = nn.HybridSequential()
         for c, k in zip(self.features.out_channels, self.anchor_generator.num_anchors):
-            seq.add(predictor(c, k * (num_classes + 1), BackgroundPrior(num_classes)))
+            seq.add(predictor(c, k * (num_classes + 1)))
         return seq
 
     def hybrid_forward(self, F, x):
