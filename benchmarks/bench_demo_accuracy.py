@@ -27,25 +27,30 @@ backward pass and update before stopping that clock). The calibration also measu
 loader process takes CPU from MKL-DNN's OpenMP threads and costs more than it saves.
 
 **Fitting the budget.** The trainer has no wall-clock option: a run is ``epochs`` passes over
-``train_size`` images, and the cosine schedule needs the number of epochs up front. So every
-configuration is first timed, in this process, all of them back to back before the first run
-(so the machine's drift over the runs does not size one configuration differently from the
-other): a throw-away ``Run`` with the same settings trains 2 x ``--calibration-batches``
-batches (the first pass warms up MXNet's graph and is discarded) and the second pass's
-images/s, loading included, gives
+``train_size`` images, and the cosine schedule needs the number of epochs up front. So the
+configurations are first timed, in this process, before any run: ``--calibration-rounds``
+rounds (default 3) time each configuration in turn, with a throw-away ``Run`` of the same
+settings training 2 x ``--calibration-batches`` batches (the first pass warms up MXNet's graph
+and is discarded), and each configuration's median images/s, loading included, is kept. The
+demo recipe's speed then sizes the budget for all of them:
 
     images = images_per_second x budget_seconds x (1 - --margin)
     epochs = the preset's (6) unless --epochs;   train_size = images / epochs (whole batches)
 
 i.e. the preset's schedule in epochs (warm-up 0.2 epoch, cosine to 0 at the end, batch 16, Adam
-2e-3) is kept and each epoch is sized to fit the time. ``--margin`` (default 0.05) leaves room
-for checkpointing and drift. Validation runs after every epoch, outside the budget (the
-training time is the log's loading + step seconds); the headline mAP is that of the final
-weights, and ``map_by_epoch.png`` plots every configuration's VOC07 mAP against the images it
-has trained on: mining's effect is mostly how fast the detector learns, and where the runs end
-depends on how many images the machine trains in the budget. The actual
-training time is printed next to the budget: the machine may be busier or quieter than during
-the calibration.
+2e-3) is kept and each epoch is sized to fit the time. **Every configuration trains the same
+images**, the number the demo recipe trains in the budget: the comparison is then of the
+recipes, not of the machine's speed in the hour each ran (it drifts between 41 and 77
+images/s), and the ablation, whose step skips the ranking of negatives and is 5-10% faster,
+gets no fewer images than it would in the same time less that 5-10%. ``--margin`` (default
+0.05) leaves room for checkpointing and drift. The actual training time of each run is printed
+next to the budget: the machine may be busier or quieter than during the calibration.
+
+Validation runs after every epoch, outside the budget (the training time is the log's loading +
+step seconds); the headline mAP is that of the final weights, and ``map_by_epoch.png`` plots
+every configuration's VOC07 mAP against the images it has trained on: mining's effect is mostly
+how fast the detector learns, so how far apart the runs end depends on how many images the
+machine trains in the budget.
 
 Examples::
 
@@ -64,6 +69,8 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
+import numpy as np
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -75,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="SyntheticShapes validation images (default: the preset's 500)")
     parser.add_argument("--calibration-batches", type=int, default=6,
                         help="batches per timing pass before each run (default 6)")
+    parser.add_argument("--calibration-rounds", type=int, default=3,
+                        help="timing passes per configuration, in turn; medians (default 3)")
     parser.add_argument("--margin", type=float, default=0.05,
                         help="share of the budget left unplanned (default 0.05)")
     parser.add_argument("--workers", type=int, default=0, help="data loader processes")
@@ -90,6 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.minutes, args.epochs, args.calibration_batches = 0.3, args.epochs or 2, 2
+        args.calibration_rounds = 1
         args.val_size = args.val_size or 48
     if args.minutes <= 0 or (args.epochs is not None and args.epochs < 1):
         parser.error("--minutes must be > 0 and --epochs >= 1")
@@ -183,23 +193,24 @@ def base_config(name: str, mining: bool, augment: bool, args, root: str):
 
 
 def calibrate_all(configs, args) -> List[Calibration]:
-    """Calibrate every configuration back to back, before any run: the speeds that size the runs
-    are then measured within a minute of each other, not 10 minutes apart as the machine drifts."""
-    calibrations = []
-    for config in configs:
-        with tempfile.TemporaryDirectory() as scratch:
-            calibrations.append(calibrate(dataclasses.replace(config, out=scratch),
-                                          args.calibration_batches))
-    return calibrations
+    """Each configuration's median speeds over ``--calibration-rounds`` rounds that calibrate
+    every configuration in turn, all before the first run: one timing pass is a few seconds at
+    one moment of a shared machine whose speed drifts by a third from hour to hour."""
+    rounds = []
+    for _ in range(args.calibration_rounds):
+        for config in configs:
+            with tempfile.TemporaryDirectory() as scratch:
+                rounds.append(calibrate(dataclasses.replace(config, out=scratch),
+                                        args.calibration_batches))
+    per_config = [rounds[i::len(configs)] for i in range(len(configs))]
+    return [Calibration(*np.median([dataclasses.astuple(c) for c in cals], axis=0))
+            for cals in per_config]
 
 
-def run_one(name: str, config, cal: Calibration, args) -> Outcome:
-    from gluon_ssd.presets import get_preset
+def run_one(name: str, config, cal: Calibration, train_size: int, args) -> Outcome:
     from gluon_ssd.train import train
 
     epochs = config.epochs
-    train_size = plan(cal.images_per_second, args.minutes * 60, args.margin, epochs,
-                      get_preset("demo").train.batch_size)
     print(f"[{name}] calibration: {cal.images_per_second:.1f} images/s (loader alone "
           f"{cal.loader_ms:.0f} ms/image, step alone {cal.step_ms:.0f} ms/image) -> {epochs} "
           f"epochs x {train_size} images = {epochs * train_size} images in {args.minutes:g} min",
@@ -322,7 +333,10 @@ def main(argv=None) -> None:
     bases = [base_config(name, mining, augment, args, args.out)
              for name, mining, augment in configs]
     calibrations = calibrate_all(bases, args)
-    outcomes = [run_one(name, config, cal, args)
+    # one budget in images for every configuration: the reference's (the demo recipe's) speed
+    train_size = plan(calibrations[0].images_per_second, args.minutes * 60, args.margin,
+                      bases[0].epochs, recipe.batch_size)
+    outcomes = [run_one(name, config, cal, train_size, args)
                 for (name, _, _), config, cal in zip(configs, bases, calibrations)]
     print()
     print(report(outcomes, args.minutes * 60))
