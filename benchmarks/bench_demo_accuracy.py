@@ -306,7 +306,7 @@ def plot_map_by_epoch(outcomes: List[Outcome], path: str) -> None:
         ax.plot(images, o.map_by_epoch, marker="o",
                 label=f"{o.name} ({o.train_seconds:.0f} s training)")
     ax.set(xlabel="images trained", ylabel="VOC07 mAP@0.5 (validation)",
-           title="demo preset: the paper's ablation at an equal time budget")
+           title="demo preset: the paper's ablation, the same images each")
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, path)
