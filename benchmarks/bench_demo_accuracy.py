@@ -196,15 +196,13 @@ def calibrate_all(configs, args) -> List[Calibration]:
     """Each configuration's median speeds over ``--calibration-rounds`` rounds that calibrate
     every configuration in turn, all before the first run: one timing pass is a few seconds at
     one moment of a shared machine whose speed drifts by a third from hour to hour."""
-    rounds = []
-    for _ in range(args.calibration_rounds):
-        for config in configs:
-            with tempfile.TemporaryDirectory() as scratch:
-                rounds.append(calibrate(dataclasses.replace(config, out=scratch),
-                                        args.calibration_batches))
-    per_config = [rounds[i::len(configs)] for i in range(len(configs))]
+    def once(config) -> Calibration:
+        with tempfile.TemporaryDirectory() as scratch:
+            return calibrate(dataclasses.replace(config, out=scratch), args.calibration_batches)
+
+    rounds = [[once(config) for config in configs] for _ in range(args.calibration_rounds)]
     return [Calibration(*np.median([dataclasses.astuple(c) for c in cals], axis=0))
-            for cals in per_config]
+            for cals in zip(*rounds)]
 
 
 def run_one(name: str, config, cal: Calibration, train_size: int, args) -> Outcome:
@@ -274,10 +272,9 @@ def report(outcomes: List[Outcome], budget_s: float) -> str:
     for label, fmt in rows:
         lines.append("".join([f"{label:<{width}}"] +
                              [f"  {fmt(o):>{c}}" for o, c in zip(outcomes, cols)]))
-    for epoch in range(max(len(o.map_by_epoch) for o in outcomes)):
-        lines.append("".join([f"{f'  VOC07 after epoch {epoch + 1}':<{width}}"] + [
-            f"  {o.map_by_epoch[epoch] if epoch < len(o.map_by_epoch) else float('nan'):>{c}.4f}"
-            for o, c in zip(outcomes, cols)]))
+    for epoch, maps in enumerate(zip(*(o.map_by_epoch for o in outcomes)), start=1):
+        lines.append("".join([f"{f'  VOC07 after epoch {epoch}':<{width}}"] +
+                             [f"  {m:>{c}.4f}" for m, c in zip(maps, cols)]))
     ref = outcomes[0]
     lines.append("")
     for o in outcomes[1:]:
