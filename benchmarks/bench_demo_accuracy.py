@@ -52,11 +52,20 @@ every configuration's VOC07 mAP against the images it has trained on: mining's e
 how fast the detector learns, so how far apart the runs end depends on how many images the
 machine trains in the budget.
 
+**Seeds.** One run per configuration is one draw: a seed fixes the training and validation
+images, the initialisation and the order, and two recipes a few hundredths apart can swap places
+with it. ``--seeds 0 1 2`` trains every configuration once per seed, in turn (seed 0's
+configurations, then seed 1's, ...: a drifting machine affects each alike), with the one
+``train_size`` planned from the first calibration, and adds a summary: each configuration's mean
+and standard deviation over the seeds, and the demo recipe's lead over each other configuration
+per seed, with the number of seeds where it is ahead.
+
 Examples::
 
     python benchmarks/bench_demo_accuracy.py --quick            # smoke run, about 2 minutes
     python benchmarks/bench_demo_accuracy.py --threads 2        # the real one: 2 x 10 minutes
     python benchmarks/bench_demo_accuracy.py --threads 2 --separate  # + the paper's full recipe
+    python benchmarks/bench_demo_accuracy.py --threads 2 --seeds 0 1 2  # 3 x 2 x 10 minutes
 """
 from __future__ import annotations
 
@@ -91,7 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="OMP_NUM_THREADS for mxnet (set before importing it)")
     parser.add_argument("--separate", action="store_true",
                         help="also run the paper's full recipe (mining + augmentation)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="train every configuration once per seed (its own training and "
+                             "validation images, initialisation and order); several seeds add "
+                             "the mean and spread over them (default: 0)")
     parser.add_argument("--out", default="runs/bench_demo_accuracy",
                         help="parent of the run folders; results.json is written here")
     parser.add_argument("--quick", action="store_true",
@@ -118,6 +130,7 @@ class Outcome:
     """One configuration's planned and measured run."""
 
     name: str
+    seed: int
     mining: bool
     augment: bool
     calibration_ips: float
@@ -180,14 +193,15 @@ def plan(ips: float, budget_s: float, margin: float, epochs: int, batch: int) ->
     return max(batch, int(images / epochs) // batch * batch)
 
 
-def base_config(name: str, mining: bool, augment: bool, args, root: str):
-    """The demo preset's training run for one configuration (``train_size`` still to plan)."""
+def base_config(name: str, mining: bool, augment: bool, seed: int, args, root: str):
+    """The demo preset's training run for one configuration and seed (``train_size`` still to
+    plan)."""
     from gluon_ssd.presets import get_preset
     from gluon_ssd.train import TrainConfig
 
     epochs = args.epochs or get_preset("demo").train.epochs
-    return TrainConfig(preset="demo", data="synthetic", out=os.path.join(root, name),
-                       epochs=epochs, eval_every=1, val_size=args.val_size, seed=args.seed,
+    return TrainConfig(preset="demo", data="synthetic", out=os.path.join(root, f"seed{seed}", name),
+                       epochs=epochs, eval_every=1, val_size=args.val_size, seed=seed,
                        num_workers=args.workers, mining=mining, augment=augment,
                        progress=sys.stderr.isatty())
 
@@ -209,7 +223,8 @@ def run_one(name: str, config, cal: Calibration, train_size: int, args) -> Outco
     from gluon_ssd.train import train
 
     epochs = config.epochs
-    print(f"[{name}] calibration: {cal.images_per_second:.1f} images/s (loader alone "
+    label = f"{name}, seed {config.seed}"
+    print(f"[{label}] calibration: {cal.images_per_second:.1f} images/s (loader alone "
           f"{cal.loader_ms:.0f} ms/image, step alone {cal.step_ms:.0f} ms/image) -> {epochs} "
           f"epochs x {train_size} images = {epochs * train_size} images in {args.minutes:g} min",
           flush=True)
@@ -221,14 +236,14 @@ def run_one(name: str, config, cal: Calibration, train_size: int, args) -> Outco
     load = sum(r.load_seconds for r in history)
     step = sum(r.step_seconds for r in history)
     images = len(history) * train_size  # a multiple of the batch: no batch discarded
-    outcome = Outcome(name, config.mining, config.augment, cal.images_per_second, cal.loader_ms,
+    outcome = Outcome(name, config.seed, config.mining, config.augment, cal.images_per_second, cal.loader_ms,
                       cal.step_ms, epochs, train_size, load + step, load, step,
                       wall, images / max(load + step, 1e-9),
                       history[-1].val_map if history[-1].val_map is not None else float("nan"),
                       history[-1].loss)
     outcome.voc2010_map, outcome.coco_ap, outcome.full_recall = other_metrics(config.out)
     outcome.map_by_epoch = [r.val_map for r in history]
-    print(f"[{name}] trained {load + step:.0f} s (budget {args.minutes * 60:.0f} s), "
+    print(f"[{label}] trained {load + step:.0f} s (budget {args.minutes * 60:.0f} s), "
           f"VOC07 mAP {outcome.val_map:.4f}, VOC2010 mAP {outcome.voc2010_map:.4f}, "
           f"COCO AP {outcome.coco_ap:.4f}, run folder {config.out}", flush=True)
     return outcome
@@ -292,20 +307,48 @@ def report(outcomes: List[Outcome], budget_s: float) -> str:
     return "\n".join(lines)
 
 
+def summary(runs: List[List[Outcome]]) -> str:
+    """Over seeds (``runs[s]`` holds every configuration of one seed): each configuration's mean
+    and sample standard deviation of the three metrics, and the first configuration's lead over
+    each other one, per seed, as mean, spread and the number of seeds where it is ahead."""
+    metrics = [("VOC07", "val_map"), ("VOC2010", "voc2010_map"), ("COCO AP", "coco_ap")]
+
+    def spread(values) -> str:
+        values = np.asarray(values, dtype=float)
+        return f"{values.mean():.4f} +- {values.std(ddof=1):.4f}"
+
+    lines = [f"over {len(runs)} seeds ({', '.join(str(r[0].seed) for r in runs)}): "
+             "mean +- sample standard deviation"]
+    names = [o.name for o in runs[0]]
+    for i, name in enumerate(names):
+        lines.append(f"  {name:<18}" + "".join(
+            f"  {label} {spread([getattr(r[i], key) for r in runs])}" for label, key in metrics))
+    for i, name in enumerate(names[1:], start=1):
+        lines.append(f"  lead of {names[0]} over {name}:")
+        for label, key in metrics:
+            leads = [getattr(r[0], key) - getattr(r[i], key) for r in runs]
+            ahead = sum(lead > 0 for lead in leads)
+            lines.append(f"    {label:<8} {spread(leads)}  ahead in {ahead}/{len(leads)} seeds "
+                         f"({', '.join(f'{lead:+.4f}' for lead in leads)})")
+    return "\n".join(lines)
+
+
 def plot_map_by_epoch(outcomes: List[Outcome], path: str) -> None:
-    """Each configuration's VOC07 mAP after every epoch against the images trained so far."""
+    """Each configuration's VOC07 mAP after every epoch against the images trained so far, one
+    colour per configuration and one line per seed."""
     from gluon_ssd.visualize import new_figure, save_figure
 
     fig, axes = new_figure(1, 1, panel_size=(6.0, 4.0))
     ax = axes[0][0]
+    names = list(dict.fromkeys(o.name for o in outcomes))
     for o in outcomes:
         images = [o.train_size * (epoch + 1) for epoch in range(len(o.map_by_epoch))]
-        ax.plot(images, o.map_by_epoch, marker="o",
-                label=f"{o.name} ({o.train_seconds:.0f} s training)")
+        ax.plot(images, o.map_by_epoch, marker="o", color=f"C{names.index(o.name)}", alpha=0.8,
+                label=f"{o.name}, seed {o.seed} ({o.train_seconds:.0f} s training)")
     ax.set(xlabel="images trained", ylabel="VOC07 mAP@0.5 (validation)",
            title="demo preset: the paper's ablation, the same images each")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small")
     save_figure(fig, path)
 
 
@@ -327,20 +370,28 @@ def main(argv=None) -> None:
     if args.separate:
         configs += [("paper-recipe", True, True)]
     os.makedirs(args.out, exist_ok=True)
-    bases = [base_config(name, mining, augment, args, args.out)
-             for name, mining, augment in configs]
-    calibrations = calibrate_all(bases, args)
+    bases = {seed: [base_config(name, mining, augment, seed, args, args.out)
+                    for name, mining, augment in configs] for seed in args.seeds}
+    # the speed of a configuration does not depend on the seed: calibrate the first seed's
+    calibrations = calibrate_all(bases[args.seeds[0]], args)
     # one budget in images for every configuration: the reference's (the demo recipe's) speed
     train_size = plan(calibrations[0].images_per_second, args.minutes * 60, args.margin,
-                      bases[0].epochs, recipe.batch_size)
-    outcomes = [run_one(name, config, cal, train_size, args)
-                for (name, _, _), config, cal in zip(configs, bases, calibrations)]
-    print()
-    print(report(outcomes, args.minutes * 60))
-    plot_map_by_epoch(outcomes, os.path.join(args.out, "map_by_epoch.png"))
+                      bases[args.seeds[0]][0].epochs, recipe.batch_size)
+    runs = [[run_one(name, config, cal, train_size, args)
+             for (name, _, _), config, cal in zip(configs, bases[seed], calibrations)]
+            for seed in args.seeds]
+    for outcomes in runs:
+        print(f"\nseed {outcomes[0].seed}:")
+        print(report(outcomes, args.minutes * 60))
+    if len(runs) > 1:
+        print()
+        print(summary(runs))
+    plot_map_by_epoch([o for outcomes in runs for o in outcomes],
+                      os.path.join(args.out, "map_by_epoch.png"))
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
-        json.dump({"args": vars(args), "results": [dataclasses.asdict(o) for o in outcomes]},
+        json.dump({"args": vars(args),
+                   "results": [dataclasses.asdict(o) for outcomes in runs for o in outcomes]},
                   f, indent=2)
     print(f"\nwrote {path} and map_by_epoch.png")
 
