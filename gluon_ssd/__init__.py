@@ -4,14 +4,56 @@ Stages, one module each: ``anchors`` (default boxes), ``model`` (network, detect
 ``targets`` (matching), ``loss`` (hard negative mining), ``data``, ``train``, ``evaluate``,
 ``detect``, ``export``, ``convert`` (GluonCV's trained SSDs), ``visualize``, ``cli``.
 """
+import ctypes as _ctypes
 import os as _os
+import platform as _platform
 import sys as _sys
+
+import numpy as _np
+
+
+def _flush_denormals() -> bool:
+    """Make this thread's x86-64 SSE/AVX arithmetic flush denormal (subnormal) floats to zero:
+    the MXCSR register's flush-to-zero (bit 15) and denormals-are-zero (bit 6) flags, as
+    TensorFlow sets them on CPUs. Threads started afterwards inherit the setting (POSIX copies
+    the floating-point environment to a new thread), so it must come before MXNet starts its
+    engine and OpenMP threads. Returns whether the flags were set (x86-64 Linux/glibc only).
+
+    Why: some weights get no gradient but weight decay, which drives them, and Adam's first
+    moments, to ever smaller values: the taps of 3x3 convolutions that only ever see the zero
+    padding of the 1x1 and 3x3 feature maps, and the box regressors of anchor shapes that no
+    object matches. At the end of a demo run 3.8% of the weights and 5.5% of the first
+    moments are below float32's smallest normal number (1.2e-38), and the CPU computes with
+    such numbers in slow microcode: a training step was 9% slower (benchmarks/README.md).
+    Nothing of value is lost: 1e-38 is zero to any detector.
+    """
+    if _platform.machine() != "x86_64" or not _sys.platform.startswith("linux"):
+        return False
+    # numpy works out each float type's limits on first use and would find the smallest
+    # subnormal to be zero (with a warning) once the flags are on: let it do so now
+    for dtype in (_np.float16, _np.float32, _np.float64, _np.longdouble):
+        _np.finfo(dtype)
+    try:
+        libm = _ctypes.CDLL("libm.so.6")
+    except OSError:
+        return False
+    env = (_ctypes.c_char * 32)()  # glibc's fenv_t: the x87 environment (28 bytes), then MXCSR
+    if libm.fegetenv(env) != 0:
+        return False
+    mxcsr = int.from_bytes(env[28:32], "little") | 0x8040
+    env[28:32] = mxcsr.to_bytes(4, "little")
+    return libm.fesetenv(env) == 0
+
 
 # MXNet sizes its OpenMP pool once, when it is imported, and with OMP_NUM_THREADS unset it takes
 # half the cores (it assumes hyper-threads): one thread on a 2-core machine, 1.6x slower training
-# (benchmarks/README.md). Unless the user chose, use every core this process may run on.
+# (benchmarks/README.md). Unless the user chose, use every core this process may run on. And
+# unless GLUON_SSD_FLUSH_DENORMALS=0, flush denormals to zero (see _flush_denormals), also
+# before MXNet starts its threads.
 if "mxnet" not in _sys.modules:
     _os.environ.setdefault("OMP_NUM_THREADS", str(len(_os.sched_getaffinity(0))))
+    if _os.environ.get("GLUON_SSD_FLUSH_DENORMALS", "1") != "0":
+        _flush_denormals()
 
 
 def _import_gluoncv() -> None:

@@ -266,8 +266,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
                         "or dist_async (parameter server: run under `gluon-ssd launch`), horovod "
                         "(run under horovodrun); --batch-size is per worker")
     p.add_argument("--record-workers", action="store_true",
-                   help="every worker writes worker-RANK.jsonl (learning rate, loss and sample "
-                        "indices per step) and worker-RANK.params (final weights) into --out")
+                   help="every worker writes worker-RANK.jsonl (learning rate, loss, sample "
+                        "indices and a parameter digest per step) and worker-RANK.params (final "
+                        "weights) into --out")
 
 
 def _train_config(args: argparse.Namespace):

@@ -30,6 +30,7 @@ not run on Python 3.11 and rewrites loopback addresses to the machine's.)
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -188,8 +189,10 @@ class WorkerRecord:
     ``worker-<rank>.jsonl`` in the run folder gets one JSON object per step, written at once:
     ``epoch`` (from 0), ``iteration`` (after the step), ``learning_rate`` (the schedule's),
     ``optimizer_lr`` (the worker optimiser's; with ``dist_async`` the servers' is the one used),
-    ``loss`` (this worker's batch), ``indices`` (the dataset items of the batch) and
-    ``max_update`` (the largest absolute change of any trainable parameter in the step).
+    ``loss`` (this worker's batch), ``indices`` (the dataset items of the batch),
+    ``max_update`` (the largest absolute change of any trainable parameter in the step) and
+    ``digest`` (a SHA-1 of every trainable parameter's bytes after the step: synchronous workers
+    must agree on it step by step, so the first step where they differ is the one to look at).
     :meth:`finish` writes the final parameters to ``worker-<rank>.params`` (structural names).
     """
 
@@ -210,7 +213,11 @@ class WorkerRecord:
         """Write one line: ``facts`` and the step's largest parameter change."""
         change = max(float((self._params[n].data() - old).abs().max().asscalar())
                      for n, old in self._before.items())
-        self._file.write(json.dumps(dict(facts, max_update=change)) + "\n")
+        digest = hashlib.sha1()
+        for name in sorted(self._before):
+            digest.update(self._params[name].data().asnumpy().tobytes())
+        self._file.write(json.dumps(dict(facts, max_update=change, digest=digest.hexdigest()))
+                         + "\n")
         self._file.flush()
 
     def finish(self) -> None:

@@ -69,7 +69,11 @@ def check_job(out, epochs, first_epoch=0):
     new = [[r for r in rec if r["epoch"] >= first_epoch] for rec in records]
     # the same number of steps on every worker
     assert [len(rec) for rec in new] == [(epochs - first_epoch) * STEPS] * WORKERS
-    # bitwise-identical parameters, BatchNorm statistics included
+    # the same trainable parameters after every step (the first step where they differ is where
+    # to look), and bitwise-identical final parameters, BatchNorm statistics included
+    digests = [[r["digest"] for r in rec] for rec in new]
+    differ = [r["iteration"] for r, d0, d1 in zip(new[0], *digests) if d0 != d1]
+    assert not differ, f"the workers' parameters differ after the steps {differ}"
     p0, p1 = final_params(out, 0), final_params(out, 1)
     assert sorted(p0) == sorted(p1) and any("running_mean" in k for k in p0)
     differ = {name: float(np.abs(p0[name] - p1[name]).max()) for name in p0

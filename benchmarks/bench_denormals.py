@@ -1,0 +1,107 @@
+"""Training steps late in a run, with and without flushing denormal floats to zero.
+
+``import gluon_ssd`` sets the CPU's flush-to-zero and denormals-are-zero flags before MXNet
+starts its threads (see ``gluon_ssd._flush_denormals``; ``GLUON_SSD_FLUSH_DENORMALS=0`` keeps
+IEEE denormals). Fresh weights have no denormals, so the difference shows only late in training:
+this benchmark takes a finished run's last checkpoint (``--run``, e.g. ``runs/demo`` after
+``make demo``), counts the weights and optimizer moments below float32's smallest normal number
+(1.2e-38), and times its training steps in child processes that take turns, flags on and off:
+each child resumes the checkpoint on ``--batches`` SyntheticShapes batches, trains one untimed
+pass (graph construction), then ``--passes`` timed ones. The median ms/image of each setting is
+printed with their ratio (above 1: flushing is faster).
+
+Examples::
+
+    python benchmarks/bench_denormals.py --run runs/demo
+    python benchmarks/bench_denormals.py --run runs/demo --repeats 3 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, help="run folder with checkpoint-last.params")
+    parser.add_argument("--batches", type=int, default=40, help="batches per timed pass")
+    parser.add_argument("--passes", type=int, default=3, help="timed passes per child")
+    parser.add_argument("--repeats", type=int, default=2, help="children per setting, in turn")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # a child's scratch folder
+    return parser.parse_args(argv)
+
+
+def count_denormals(path: str) -> dict:
+    """Float32 arrays of a checkpoint by kind (``model``, ``optimizer``): denormals and size."""
+    import mxnet as mx
+
+    tiny = np.finfo(np.float32).tiny
+    counts = {}
+    for name, array in mx.nd.load(path).items():
+        if array.dtype == np.float32:
+            x = array.asnumpy()
+            count = counts.setdefault(name.split(":")[0], [0, 0])
+            count[0] += int(((x != 0) & (np.abs(x) < tiny)).sum())
+            count[1] += x.size
+    return counts
+
+
+def child(args) -> None:
+    """Resume the checkpoint copied into ``args.child`` and print the passes' ms/image as JSON."""
+    import gluon_ssd  # noqa: F401  (sets the flags, or not, before mxnet is imported)
+    from gluon_ssd.checkpoint import read_checkpoint
+    from gluon_ssd.presets import get_preset
+    from gluon_ssd.train import LAST, Run, TrainConfig
+
+    _, meta = read_checkpoint(os.path.join(args.child, LAST))
+    batch = meta["config"]["batch_size"] or get_preset(meta["preset"]).train.batch_size
+    run = Run(TrainConfig(**dict(meta["config"], out=args.child, resume=True, progress=False,
+                                 train_size=args.batches * batch, num_workers=0)))
+    epoch = meta["epoch"]
+    run.train_epoch(epoch)
+    times = [run.train_epoch(epoch).step_seconds for _ in range(args.passes)]
+    print(json.dumps([1000 * t / len(run.train_shard) for t in times]))
+
+
+def timed(args, flush: bool) -> float:
+    """Median ms/image of one child process with the flags on (``flush``) or off."""
+    env = dict(os.environ, GLUON_SSD_FLUSH_DENORMALS="1" if flush else "0")
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MXNET_CPU_WORKER_NTHREADS="1")
+    with tempfile.TemporaryDirectory() as scratch:
+        shutil.copy(os.path.join(args.run, "checkpoint-last.params"), scratch)
+        out = subprocess.run([sys.executable, __file__, "--run", args.run, "--child", scratch,
+                              "--batches", str(args.batches), "--passes", str(args.passes)],
+                             env=env, capture_output=True, text=True, check=True).stdout
+    return float(np.median(json.loads(out.strip().splitlines()[-1])))
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        return child(args)
+    counts = count_denormals(os.path.join(args.run, "checkpoint-last.params"))
+    for kind, (denormal, size) in counts.items():
+        print(f"{kind}: {denormal} of {size} float32 values are denormal "
+              f"({100 * denormal / max(size, 1):.1f}%)")
+    results = {True: [], False: []}
+    for repeat in range(args.repeats):
+        for flush in ((True, False) if repeat % 2 == 0 else (False, True)):
+            results[flush].append(timed(args, flush))
+            print(f"flush {'on ' if flush else 'off'}: {results[flush][-1]:.2f} ms/image",
+                  flush=True)
+    on, off = (float(np.median(results[f])) for f in (True, False))
+    print(f"median ms/image of a training step: flush on {on:.2f}, off {off:.2f}; "
+          f"ratio off/on {off / on:.3f}")
+
+
+if __name__ == "__main__":
+    main()
