@@ -129,6 +129,27 @@ class Cluster:
         return gluon.Trainer(params, optimizer, optimizer_params, kvstore=kvstore,
                              update_on_kvstore=update_on_kvstore)
 
+    def start_exchange(self, trainer: gluon.Trainer) -> None:
+        """Before ``trainer``'s first step (a no-op afterwards): give its parameters to the
+        parameter servers and wait until this worker holds rank 0's values.
+
+        Gluon's ``Trainer`` does this lazily inside its first ``step``: it pulls each parameter's
+        initial value and then exchanges that parameter's gradient, two operations that MXNet
+        1.9.1 may send to the servers in either order. When both workers' gradients of a key
+        reach the servers before one worker's pull of it, that pull returns the summed gradient
+        (without an optimiser the servers keep the last merged value) in place of the weights,
+        and the two workers go on from different parameters (a race: here 2 of 18 two-worker
+        jobs, fresh or resumed, ended with the workers' parameters apart). Waiting for the pulls before any gradient is sent
+        closes it. Call it after the first backward pass, as the Trainer would: the pulls then
+        queue behind the backward operations that read the weights (pulling on an idle engine,
+        before any backward pass, made pulls overtake rank 0's initial values at the servers).
+        """
+        if self.store is None or self.kvstore == "horovod" or trainer._kv_initialized:
+            return  # one process, Horovod (broadcast in ``trainer``) or not the first step
+        trainer._init_kvstore()  # what Trainer.step runs first; private in MXNet 1.9.1
+        trainer._init_params()
+        mx.nd.waitall()
+
     def shard(self, dataset: gluon.data.Dataset) -> ShardDataset:
         """This worker's equal share of ``dataset`` (all of it for a single process)."""
         return ShardDataset(dataset, self.rank, self.num_workers)

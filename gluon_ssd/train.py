@@ -331,6 +331,7 @@ class Run:
             cls_preds, box_preds, _ = self.net(batch)
             parts = self.loss(cls_preds, box_preds, cls_target, loc_target, loc_mask)
         parts.total.backward()
+        self.cluster.start_exchange(self.trainer)  # the first step only
         self.trainer.step(self.cluster.step_scale)  # losses are means over this worker's batch
         self.iteration += 1
         return parts
