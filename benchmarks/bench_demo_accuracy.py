@@ -236,8 +236,8 @@ def run_one(name: str, config, cal: Calibration, train_size: int, args) -> Outco
     load = sum(r.load_seconds for r in history)
     step = sum(r.step_seconds for r in history)
     images = len(history) * train_size  # a multiple of the batch: no batch discarded
-    outcome = Outcome(name, config.seed, config.mining, config.augment, cal.images_per_second, cal.loader_ms,
-                      cal.step_ms, epochs, train_size, load + step, load, step,
+    outcome = Outcome(name, config.seed, config.mining, config.augment, cal.images_per_second,
+                      cal.loader_ms, cal.step_ms, epochs, train_size, load + step, load, step,
                       wall, images / max(load + step, 1e-9),
                       history[-1].val_map if history[-1].val_map is not None else float("nan"),
                       history[-1].loss)

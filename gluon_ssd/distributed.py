@@ -139,10 +139,11 @@ class Cluster:
         reach the servers before one worker's pull of it, that pull returns the summed gradient
         (without an optimiser the servers keep the last merged value) in place of the weights,
         and the two workers go on from different parameters (a race: here 2 of 18 two-worker
-        jobs, fresh or resumed, ended with the workers' parameters apart). Waiting for the pulls before any gradient is sent
-        closes it. Call it after the first backward pass, as the Trainer would: the pulls then
-        queue behind the backward operations that read the weights (pulling on an idle engine,
-        before any backward pass, made pulls overtake rank 0's initial values at the servers).
+        jobs, fresh or resumed, ended with the workers' parameters apart). Waiting for the
+        pulls before any gradient is sent closes it. Call it after the first backward pass, as
+        the Trainer would: the pulls then queue behind the backward operations that read the
+        weights (pulling on an idle engine, before any backward pass, made pulls overtake rank
+        0's initial values at the servers).
         """
         if self.store is None or self.kvstore == "horovod" or trainer._kv_initialized:
             return  # one process, Horovod (broadcast in ``trainer``) or not the first step
