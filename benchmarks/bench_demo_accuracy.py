@@ -76,9 +76,10 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import List
 
 import numpy as np
+from bench_inference import set_threads
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -116,13 +117,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.minutes <= 0 or (args.epochs is not None and args.epochs < 1):
         parser.error("--minutes must be > 0 and --epochs >= 1")
     return args
-
-
-def _set_threads(threads: Optional[int]) -> None:
-    """Fix mxnet's threading through the environment; must run before ``import mxnet``."""
-    if threads is not None:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        os.environ["MXNET_CPU_WORKER_NTHREADS"] = "1"
 
 
 @dataclasses.dataclass
@@ -358,7 +352,7 @@ def _share(seconds: float, o: Outcome) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    _set_threads(args.threads)
+    set_threads(args.threads)
     import mxnet as mx  # after the thread settings
 
     print(f"mxnet {mx.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "

@@ -3,8 +3,8 @@
 ``import gluon_ssd`` sets the CPU's flush-to-zero and denormals-are-zero flags before MXNet
 starts its threads (see ``gluon_ssd._flush_denormals``; ``GLUON_SSD_FLUSH_DENORMALS=0`` keeps
 IEEE denormals). Fresh weights have no denormals, so the difference shows only late in training:
-this benchmark takes a finished run's last checkpoint (``--run``, e.g. ``runs/demo`` after
-``make demo``), counts the weights and optimizer moments below float32's smallest normal number
+this benchmark takes the last checkpoint of a run trained with the flags off (``--run``; a run
+trained with them on holds no denormals: they were flushed as they arose), counts the weights and optimizer moments below float32's smallest normal number
 (1.2e-38), and times its training steps in child processes that take turns, flags on and off:
 each child resumes the checkpoint on ``--batches`` SyntheticShapes batches, trains one untimed
 pass (graph construction), then ``--passes`` timed ones. The median ms/image of each setting is
@@ -12,8 +12,8 @@ printed with their ratio (above 1: flushing is faster).
 
 Examples::
 
-    python benchmarks/bench_denormals.py --run runs/demo
-    python benchmarks/bench_denormals.py --run runs/demo --repeats 3 --threads 2
+    GLUON_SSD_FLUSH_DENORMALS=0 make demo OUT=runs/demo-ieee
+    python benchmarks/bench_denormals.py --run runs/demo-ieee --threads 2
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import sys
 import tempfile
 
 import numpy as np
+from bench_inference import set_threads
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,8 +75,6 @@ def child(args) -> None:
 def timed(args, flush: bool) -> float:
     """Median ms/image of one child process with the flags on (``flush``) or off."""
     env = dict(os.environ, GLUON_SSD_FLUSH_DENORMALS="1" if flush else "0")
-    if args.threads:
-        env.update(OMP_NUM_THREADS=str(args.threads), MXNET_CPU_WORKER_NTHREADS="1")
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copy(os.path.join(args.run, "checkpoint-last.params"), scratch)
         out = subprocess.run([sys.executable, __file__, "--run", args.run, "--child", scratch,
@@ -86,6 +85,7 @@ def timed(args, flush: bool) -> float:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    set_threads(args.threads)  # this process's and, through the environment, every child's
     if args.child:
         return child(args)
     counts = count_denormals(os.path.join(args.run, "checkpoint-last.params"))
