@@ -169,7 +169,7 @@ def calibrate(config, batches: int) -> Calibration:
     ips = run.train_epoch(1).images_per_second
     mx.nd.waitall()
     start = time.perf_counter()
-    data = [(b.as_in_context(mx.cpu()), l) for b, l in run.train_loader.epoch(2)]
+    data = [(b.images.as_in_context(mx.cpu()), b.labels) for b in run.train_loader.epoch(2)]
     mx.nd.waitall()
     loader = time.perf_counter() - start
     start = time.perf_counter()
@@ -246,7 +246,7 @@ def run_one(name: str, config, cal: Calibration, train_size: int, args) -> Outco
 def other_metrics(out: str):
     """VOC2010 mAP, COCO AP and the classes with full recall of the run's final weights, on the
     validation images training used (``gluon-ssd evaluate``'s defaults)."""
-    from gluon_ssd.evaluate import evaluate_model
+    from gluon_ssd.evaluation.run import evaluate_model
     from gluon_ssd.train import LAST
 
     evaluation, = evaluate_model(os.path.join(out, LAST), progress=False).evaluations.values()

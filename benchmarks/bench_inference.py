@@ -1,7 +1,7 @@
 """SSD300-VGG16 inference throughput, FP32 and INT8: gluon-ssd next to GluonCV, in one process.
 
 Both networks run end to end, image batch ``(B, 3, 300, 300)`` -> detections ``(ids, scores,
-boxes)``: gluon-ssd's :class:`~gluon_ssd.model.detector.DetectionNet` (SSD + softmax +
+boxes)``: gluon-ssd's :class:`~gluon_ssd.model.head.DetectionNet` (SSD + softmax +
 MultiBoxDetection) and GluonCV's ``ssd_300_vgg16_atrous_voc`` in inference mode (decoder + per
 class ``box_nms``), 20 VOC classes, each at its default thresholds. Weights are random (no
 downloads) and shared: gluon-ssd loads GluonCV's, so both make the same raw predictions and their
@@ -19,12 +19,12 @@ effect. Without ``--threads`` the environment is left as it is.
 
 ``--breakdown`` also times, in the same rotation, each network's raw SSD (features, predictors,
 anchors; GluonCV's traced in training mode, which returns exactly these) and gluon-ssd's
-Detector alone on fixed SSD outputs. End to end minus raw SSD is the post-processing.
+DetectionHead alone on fixed SSD outputs. End to end minus raw SSD is the post-processing.
 
 INT8 rows (unless ``--no-int8``): both networks quantized by MXNet's ``quantize_net`` (oneDNN),
 calibrated alike (``--calib-mode`` on ``--calib-batches`` batches of 8 synthetic images), with
-the same operators kept float32 (:data:`gluon_ssd.export.FP32_OPERATORS`): gluon-ssd's through
-:func:`gluon_ssd.export.quantize_model` (the SSD quantized, its detector head float32),
+the same operators kept float32 (:data:`gluon_ssd.quantize.FP32_OPERATORS`): gluon-ssd's through
+:func:`gluon_ssd.quantize.quantize_model` (the SSD quantized, its detector head float32),
 GluonCV's whole inference graph (its post-processing has no INT8 kernels and stays float32).
 Every row gets its ratio to GluonCV FP32; gluon-ssd INT8 also to GluonCV INT8.
 
@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS for mxnet (set before importing it)")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also time gluon-ssd's raw SSD and Detector separately")
+                        help="also time gluon-ssd's raw SSD and DetectionHead separately")
     parser.add_argument("--no-int8", dest="int8", action="store_false",
                         help="leave out the INT8 rows")
     parser.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive",
@@ -183,7 +183,7 @@ def end_to_end_calls(nets, x) -> Dict[str, Callable[[], Sequence]]:
 
 
 def breakdown_calls(nets, x) -> Dict[str, Callable[[], Sequence]]:
-    """Raw SSD outputs of both networks, and gluon-ssd's Detector alone on fixed SSD outputs."""
+    """Raw SSD outputs of both networks, and gluon-ssd's DetectionHead alone on fixed SSD outputs."""
     from mxnet import autograd
 
     ours = nets["gluon-ssd"]
@@ -199,7 +199,7 @@ def breakdown_calls(nets, x) -> Dict[str, Callable[[], Sequence]]:
 
     raw = ours.ssd(x)
     return {"gluon-ssd SSD only": lambda: ours.ssd(x), "GluonCV SSD only": theirs_raw,
-            "gluon-ssd Detector only": lambda: ours.detector(*raw)}
+            "gluon-ssd head only": lambda: ours.head(*raw)}
 
 
 def int8_networks(nets, mode: str, num_batches: int) -> Dict[str, object]:
@@ -210,7 +210,7 @@ def int8_networks(nets, mode: str, num_batches: int) -> Dict[str, object]:
     from mxnet.contrib.quantization import quantize_net_v2
 
     from gluon_ssd.data.transforms import DEFAULT_MEAN, DEFAULT_STD
-    from gluon_ssd.export import FP32_OPERATORS, calibration_batches, quantize_model
+    from gluon_ssd.quantize import FP32_OPERATORS, calibration_batches, quantize_model
 
     size = (IMAGE_SIZE, IMAGE_SIZE)
     batches = list(itertools.islice(

@@ -1,10 +1,10 @@
 """INT8 accuracy: the VOC07 mAP of a checkpoint next to its INT8 exports, on its validation set.
 
 The checkpoint (default: the demo's, ``runs/demo/checkpoint-best.params`` from ``make demo``)
-is evaluated as trained (:func:`gluon_ssd.evaluate.evaluate_model` takes the validation data,
+is evaluated as trained (:func:`gluon_ssd.evaluation.run.evaluate_model` takes the validation data,
 its size, seed and batch size from the checkpoint's training config). Then, for each calibration
-mode, it is quantized as ``gluon-ssd quantize`` does (:func:`gluon_ssd.export.quantize_model` on
-``--calib-batches`` batches of the training split, :func:`~gluon_ssd.export.export_quantized`),
+mode, it is quantized as ``gluon-ssd quantize`` does (:func:`gluon_ssd.quantize.quantize_model` on
+``--calib-batches`` batches of the training split, :func:`~gluon_ssd.quantize.export_quantized`),
 and the export is evaluated on the same validation images. The table gives each mAP and its
 difference to float32 in mAP points (the goal: INT8 loses at most 0.5 points).
 
@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def voc07(path: str, config, val_size) -> float:
     """VOC07 mAP of a checkpoint or export on the validation split of the training config."""
-    from gluon_ssd.evaluate import evaluate_model
+    from gluon_ssd.evaluation.run import evaluate_model
 
     result = evaluate_model(path, data=config.data, data_root=config.data_root,
                             val_size=val_size or config.val_size, seed=config.seed,
@@ -61,14 +61,13 @@ def training_config(checkpoint: str):
     from gluon_ssd.train import TrainConfig
 
     recorded = read_checkpoint(checkpoint)[1].get("config") or {}
-    known = set(TrainConfig.__dataclass_fields__)
-    return TrainConfig(**{k: v for k, v in recorded.items() if k in known})
+    return TrainConfig.from_dict(recorded, checkpoint, ignore_unknown=True)
 
 
 def quantize(checkpoint: str, prefix: str, mode: str, args, config) -> str:
     """``gluon-ssd quantize`` in-process; returns the export prefix."""
     from gluon_ssd.detect import load_detector
-    from gluon_ssd.export import calibration_batches, export_quantized, quantize_model
+    from gluon_ssd.quantize import calibration_batches, export_quantized, quantize_model
 
     detector = load_detector(checkpoint)
     data = args.calib_data or config.data

@@ -88,12 +88,15 @@ def gluon_ssd_step(run, images, labels) -> Callable[[], Sequence]:
 
 
 def gluoncv_step(classes: Sequence[str], images, labels) -> Callable[[], Sequence]:
-    """GluonCV's SSD300 training step on ``images (B, 3, 300, 300)`` and ``labels (B, M, 5)``."""
+    """GluonCV's SSD300 training step on ``images (B, 3, 300, 300)`` and ``labels (B, M, 6)``
+    (the layout of :mod:`gluon_ssd.data.labels`)."""
     import mxnet as mx
     from gluoncv import model_zoo
     from gluoncv.loss import SSDMultiBoxLoss
     from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
     from mxnet import autograd, gluon
+
+    from gluon_ssd.data.labels import BOX, CLASS
 
     net = model_zoo.get_model("ssd_300_vgg16_atrous_custom", classes=list(classes),
                               pretrained_base=False, transfer=None)
@@ -106,7 +109,7 @@ def gluoncv_step(classes: Sequence[str], images, labels) -> Callable[[], Sequenc
     loss = SSDMultiBoxLoss()
     trainer = gluon.Trainer(net.collect_params(), "sgd",
                             {"learning_rate": 1e-3, "wd": 5e-4, "momentum": 0.9})
-    gt_boxes, gt_ids = labels[:, :, :4], labels[:, :, 4:5]
+    gt_boxes, gt_ids = labels[:, :, BOX], labels[:, :, CLASS:CLASS + 1]
 
     def step() -> Sequence:
         cls_targets, box_targets, _ = targets(anchors, None, gt_boxes, gt_ids)
@@ -142,7 +145,7 @@ def main(argv=None) -> None:
           + (", oneDNN may use AMX" if args.amx else ""))
     with tempfile.TemporaryDirectory() as out:
         run = gluon_ssd_run(args.batch_size, out)
-        images, labels = next(iter(run.train_loader.epoch(0)))
+        images, labels, _ = next(iter(run.train_loader.epoch(0)))
         calls = {"gluon-ssd": gluon_ssd_step(run, images, labels),
                  "GluonCV": gluoncv_step(run.classes, images, labels)}
         if args.bf16:  # after the float32 graphs are traced: amp.init changes the process

@@ -1,8 +1,10 @@
 """gluon-ssd: the SSD object detector (Liu et al., ECCV 2016) in MXNet Gluon.
 
 Stages, one module each: ``anchors`` (default boxes), ``model`` (network, detection),
-``targets`` (matching), ``loss`` (hard negative mining), ``data``, ``train``, ``evaluate``,
-``detect``, ``export``, ``convert`` (GluonCV's trained SSDs), ``visualize``, ``cli``.
+``targets`` (matching), ``loss`` (hard negative mining), ``data``, ``train``, ``evaluation``,
+``distributed`` (cluster set-up, job launcher), ``detect``, ``export``, ``quantize`` (INT8),
+``convert`` (GluonCV's trained SSDs), ``report`` (a run's pictures), ``visualize``, ``cli`` and
+``demo``.
 """
 import ctypes as _ctypes
 import os as _os
@@ -22,10 +24,10 @@ def _flush_denormals() -> bool:
     Why: some weights get no gradient but weight decay, which drives them, and Adam's first
     moments, to ever smaller values: the taps of 3x3 convolutions that only ever see the zero
     padding of the 1x1 and 3x3 feature maps, and the box regressors of anchor shapes that no
-    object matches. At the end of a demo run 3.8% of the weights and 5.5% of the first
-    moments are below float32's smallest normal number (1.2e-38), and the CPU computes with
-    such numbers in slow microcode: a training step was 9% slower (benchmarks/README.md).
-    Nothing of value is lost: 1e-38 is zero to any detector.
+    object matches. Late in a run a few percent of the weights and first moments are below
+    float32's smallest normal number (about 1.2e-38), and the CPU computes with such numbers
+    in slow microcode, so training steps get slower (measured: benchmarks/README.md,
+    ``bench_denormals.py``). Nothing of value is lost: 1e-38 is zero to any detector.
     """
     if _platform.machine() != "x86_64" or not _sys.platform.startswith("linux"):
         return False
@@ -46,10 +48,10 @@ def _flush_denormals() -> bool:
 
 
 # MXNet sizes its OpenMP pool once, when it is imported, and with OMP_NUM_THREADS unset it takes
-# half the cores (it assumes hyper-threads): one thread on a 2-core machine, 1.6x slower training
-# (benchmarks/README.md). Unless the user chose, use every core this process may run on. And
-# unless GLUON_SSD_FLUSH_DENORMALS=0, flush denormals to zero (see _flush_denormals), also
-# before MXNet starts its threads.
+# half the cores (it assumes hyper-threads): a single thread on a 2-core machine, which trains
+# far slower (benchmarks/README.md). Unless the user chose, use every core this process may run
+# on. And unless GLUON_SSD_FLUSH_DENORMALS=0, flush denormals to zero (see _flush_denormals),
+# also before MXNet starts its threads.
 if "mxnet" not in _sys.modules:
     _os.environ.setdefault("OMP_NUM_THREADS", str(len(_os.sched_getaffinity(0))))
     if _os.environ.get("GLUON_SSD_FLUSH_DENORMALS", "1") != "0":
@@ -75,8 +77,8 @@ def _import_gluoncv() -> None:
 
 _import_gluoncv()
 
-from .model import SSD, DetectionNet, Detector, get_model  # noqa: E402
+from .model import SSD, DetectionNet, DetectionHead, get_model  # noqa: E402
 from .presets import get_preset, list_presets  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["SSD", "Detector", "DetectionNet", "get_model", "get_preset", "list_presets"]
+__all__ = ["SSD", "DetectionHead", "DetectionNet", "get_model", "get_preset", "list_presets"]

@@ -24,7 +24,7 @@ Conventions (every function here):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import mxnet as mx
@@ -293,3 +293,60 @@ def preset_layer_of_anchor(spec: AnchorSpec) -> np.ndarray:
     counts = [f * f * num_anchors(p.sizes, p.ratios)
               for f, p in zip(spec.feature_maps, spec_priors(spec))]
     return np.repeat(np.arange(len(counts)), counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and JSON documents of anchor sets (``gluon-ssd anchors``, the notebooks).
+
+def shapes_on_image(sizes: Sequence[float], ratios: Sequence[float], feature_map: Tuple[int, int],
+                    image_size: Tuple[int, int]) -> List[AnchorShape]:
+    """The anchor shapes MultiBoxPrior makes on ``feature_map`` ``(H, W)``, with pixel sizes on
+    ``image_size`` ``(H, W)``.
+
+    The op scales widths by the *map's* H / W; the pixel columns follow from the normalised
+    width/height on the actual image (``anchor_shapes(.., image_size)`` when the aspects match).
+    """
+    h, w = image_size
+    return [replace(a, width_px=a.width * w, height_px=a.height * h)
+            for a in anchor_shapes(sizes, ratios, feature_map)]
+
+
+def preset_table(spec: AnchorSpec) -> str:
+    """Anchor shapes of every layer (pixels at ``spec.image_size``), then anchors per layer."""
+    side = spec.image_size
+    shapes, layer, lines, total = [], [], [], 0
+    for k, prior in enumerate(spec_priors(spec)):
+        layer_shapes = anchor_shapes(prior.sizes, prior.ratios, (side, side))
+        shapes += layer_shapes
+        layer += [k] * len(layer_shapes)
+        f = spec.feature_maps[k]
+        total += f * f * len(layer_shapes)
+        lines.append(f"layer {k}: {f}x{f} cells x {len(layer_shapes)} anchors "
+                     f"= {f * f * len(layer_shapes)}")
+    return "\n".join([format_anchor_table(shapes, layer)] + lines + [f"total: {total} anchors"])
+
+
+def layer_meta(feature_map: Tuple[int, int], sizes: Sequence[float], ratios: Sequence[float],
+               steps: Sequence[float], offsets: Sequence[float]) -> dict:
+    """JSON description of one feature map's MultiBoxPrior arguments and anchor counts."""
+    per_cell = num_anchors(sizes, ratios)
+    return {"feature_map": list(feature_map), "sizes": list(sizes), "ratios": list(ratios),
+            "steps": list(steps), "offsets": list(offsets), "anchors_per_cell": per_cell,
+            "num_anchors": feature_map[0] * feature_map[1] * per_cell}
+
+
+def anchor_document(anchors: np.ndarray, image_size: Tuple[int, int], layers: Sequence[dict],
+                    preset: Optional[str] = None) -> dict:
+    """A JSON document of anchors ``(N, 4)`` (normalised corners, MultiBoxPrior's order, rounded
+    to 6 decimals), the image size ``(H, W)`` they were drawn on and their layers
+    (:func:`layer_meta`)."""
+    return {"preset": preset, "image_size": list(image_size), "num_anchors": len(anchors),
+            "layers": list(layers), "anchors": np.round(anchors.astype(np.float64), 6).tolist()}
+
+
+def preset_document(spec: AnchorSpec, preset: Optional[str] = None) -> dict:
+    """:func:`anchor_document` of all anchors of a preset at ``spec.image_size``."""
+    side = spec.image_size
+    layers = [layer_meta((f, f), p.sizes, p.ratios, (p.step, p.step), (p.offset, p.offset))
+              for f, p in zip(spec.feature_maps, spec_priors(spec))]
+    return anchor_document(preset_anchors(spec), (side, side), layers, preset)

@@ -8,12 +8,15 @@ A checkpoint is an MXNet ``nd.save`` file holding
   epoch, iteration, the optimizer's update counts, the training history and anything else the
   trainer records.
 
-It is written to a temporary file in the same folder and renamed over the target, so a run
-killed while saving leaves the previous checkpoint intact.
+It is written to a temporary file (``.tmp-*.params``) in the same folder and renamed over the
+target, so a run killed while saving leaves the previous checkpoint intact; the next save in that
+folder removes such leftovers. The file gets the permissions of any other output (the process
+umask), not the private ones of a temporary file.
 """
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import tempfile
@@ -25,23 +28,10 @@ from mxnet import gluon
 
 from .model.ssd import SSD
 from .model.weights import assign, load_arrays
-from .presets import AnchorSpec, BackboneSpec, ModelSpec
+from .presets import ModelSpec
 
 META_KEY = "meta"
-
-
-def spec_to_dict(spec: ModelSpec) -> Dict[str, Any]:
-    return dataclasses.asdict(spec)
-
-
-def spec_from_dict(d: Dict[str, Any]) -> ModelSpec:
-    """Rebuild a :class:`ModelSpec` from :func:`spec_to_dict`'s output (lists become tuples)."""
-    def tup(x):
-        return tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x
-
-    fields = {k: tup(v) for k, v in d.items() if k not in ("backbone", "anchors")}
-    return ModelSpec(BackboneSpec(**{k: tup(v) for k, v in d["backbone"].items()}),
-                     AnchorSpec(**{k: tup(v) for k, v in d["anchors"].items()}), **fields)
+TEMPORARY = (".tmp-", ".params")  # prefix and suffix of a checkpoint being written
 
 
 def _index_names(net: SSD, trainer: gluon.Trainer) -> Dict[int, str]:
@@ -88,7 +78,7 @@ def save_checkpoint(path: str, net: SSD, meta: Dict[str, Any],
                     trainer: Optional[gluon.Trainer] = None) -> None:
     """Write ``net`` (+ ``trainer``'s state) and ``meta`` to ``path`` atomically."""
     arrays = {f"model:{k}": p.data() for k, p in net._collect_params_with_prefix().items()}
-    meta = dict(meta, classes=list(net.classes), model_spec=spec_to_dict(net.spec))
+    meta = dict(meta, classes=list(net.classes), model_spec=dataclasses.asdict(net.spec))
     if trainer is not None:
         opt_arrays, meta["optimizer"] = optimizer_arrays(net, trainer)
         arrays.update(opt_arrays)
@@ -96,14 +86,29 @@ def save_checkpoint(path: str, net: SSD, meta: Dict[str, Any],
                                    dtype="uint8")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".params", dir=folder)
+    remove_leftovers(folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY[0], suffix=TEMPORARY[1], dir=folder)
     os.close(fd)
     try:
         mx.nd.save(tmp, arrays)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_leftovers(folder: str) -> None:
+    """Delete the temporary files of saves that were killed before their rename (one process
+    saves into a run folder, so any such file there is a leftover)."""
+    for path in glob.glob(os.path.join(glob.escape(folder), "*".join(TEMPORARY))):
+        os.remove(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_checkpoint(path: str) -> Tuple[Dict[str, mx.nd.NDArray], Dict[str, Any]]:
@@ -113,8 +118,24 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, mx.nd.NDArray], Dict[str, Any]
     arrays = load_arrays(path)
     if META_KEY not in arrays:
         raise ValueError(f"{path}: not a gluon-ssd checkpoint (no {META_KEY!r} entry)")
-    meta = json.loads(arrays.pop(META_KEY).asnumpy().tobytes().decode())
+    try:
+        meta = json.loads(arrays.pop(META_KEY).asnumpy().tobytes().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: its metadata is not JSON ({err})") from None
+    check_meta(meta, path)
     return arrays, meta
+
+
+def check_meta(meta: Any, source: str) -> None:
+    """``ValueError`` naming ``source`` unless ``meta`` describes a model: a JSON object with a
+    non-empty ``classes`` list of names and a ``model_spec`` object."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"{source}: its metadata is not a JSON object")
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise ValueError(f"{source}: its metadata has no list of class names ('classes')")
+    if not isinstance(meta.get("model_spec"), dict):
+        raise ValueError(f"{source}: its metadata has no model description ('model_spec')")
 
 
 def check_identity(source: str, found_preset: Optional[str], found_classes: Sequence[str],
@@ -136,7 +157,7 @@ def model_from_checkpoint(arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any]
     ``preset``/``classes``, when given, must match the checkpoint's; a mismatch names both.
     """
     check_identity(source, meta.get("preset"), meta["classes"], preset, classes)
-    net = SSD(spec_from_dict(meta["model_spec"]), meta["classes"])
+    net = SSD(ModelSpec.from_dict(meta["model_spec"], source), meta["classes"])
     net.initialize(ctx=ctx)
     assign(net, {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")},
            source)

@@ -14,23 +14,22 @@ import json
 import os
 import re
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .anchors import (anchor_shapes, check_prior_args, feature_map_anchors, format_anchor_table,
-                      num_anchors, preset_anchors, spec_priors)
-from .coverage import sample_boxes, suggest_anchors
-from .distributed import DEFAULT_TIMEOUT, KVSTORES, LAUNCHERS
-from .export import CALIB_MODES
-from .model.detector import DECODERS
+from .anchors import (anchor_document, check_prior_args, feature_map_anchors, format_anchor_table,
+                      layer_meta, num_anchors, preset_document, preset_table, shapes_on_image)
+from .data.io import collect_truncated, list_images, read_image
+from .distributed.cluster import KVSTORES
+from .distributed.launch import DEFAULT_TIMEOUT, LAUNCHERS
+from .model.head import DECODERS
 from .precision import DTYPES
-from .presets import AnchorSpec, Preset, get_preset, list_presets
-from .visualize import (blank_canvas, check_cell, default_canvas_size, plot_anchors_at,
-                        plot_boxes, plot_coverage, plot_feature_map_anchors, plot_preset_anchors,
-                        read_image, sample_image)
+from .presets import Preset, get_preset, list_presets
+from .quantize import CALIB_MODES
+from .visualize import (blank_canvas, check_cell, default_canvas_size, plot_boxes,
+                        plot_feature_map_anchors, plot_preset_anchors)
 
 HW = Tuple[int, int]
 
@@ -75,12 +74,15 @@ def _positive(text: str) -> float:
     return value
 
 
-def _image(path: str) -> np.ndarray:
-    """The image file as ``(H, W, 3)`` uint8."""
+def _option_image(path: Optional[str]) -> Optional[np.ndarray]:
+    """The ``--image`` file as ``(H, W, 3)`` uint8 (``None`` if not given); a ``ValueError``
+    naming the option and the file if it cannot be read."""
+    if path is None:
+        return None
     try:
         return read_image(path)
     except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise ValueError(f"argument --image: {err}") from None
 
 
 def _preset(name: str) -> Preset:
@@ -107,7 +109,7 @@ def _add_anchors(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offsets", type=float, nargs=2, metavar=("Y", "X"),
                    help="centre of a cell inside it, in cells (default 0.5 0.5)")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--image", type=_image, metavar="PATH", help="draw on this image")
+    source.add_argument("--image", metavar="PATH", help="draw on this image")
     source.add_argument("--image-size", type=_hw, metavar="HxW",
                         help="draw on a blank canvas (default 300 high with the map's aspect, "
                              "or the preset's image size)")
@@ -136,39 +138,26 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     return _map_anchors(args)
 
 
-def _layer_meta(feature_map: HW, sizes, ratios, steps, offsets) -> dict:
-    """JSON description of one feature map's MultiBoxPrior arguments."""
-    per_cell = num_anchors(sizes, ratios)
-    return {"feature_map": list(feature_map), "sizes": list(sizes), "ratios": list(ratios),
-            "steps": list(steps), "offsets": list(offsets), "anchors_per_cell": per_cell,
-            "num_anchors": feature_map[0] * feature_map[1] * per_cell}
-
-
-def _write_json(path: str, anchors: np.ndarray, image_size: HW, layers: List[dict],
-                preset: Optional[str]) -> None:
-    """Write the anchors ``(N, 4)`` (normalised corners, 6 decimals) and their metadata."""
-    doc = {"preset": preset, "image_size": list(image_size), "num_anchors": len(anchors),
-           "layers": layers, "anchors": np.round(anchors.astype(np.float64), 6).tolist()}
+def _write_json(path: str, document: Any, indent: Optional[int] = None) -> None:
+    """Write ``document`` as JSON to ``path``, creating its folder."""
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
     with open(path, "w") as f:
-        json.dump(doc, f)
-    print(f"wrote {len(anchors)} anchors to {path}")
+        json.dump(document, f, indent=indent)
 
 
 def _map_anchors(args: argparse.Namespace) -> int:
     sizes, ratios = args.sizes, args.ratios or [1.0]
     steps, offsets = args.steps or (-1.0, -1.0), args.offsets or (0.5, 0.5)
     check_prior_args(sizes, ratios, steps, offsets)
-    if args.image is not None:
-        image = args.image
-    else:
+    image = _option_image(args.image)
+    if image is None:
         image = blank_canvas(args.image_size or default_canvas_size(args.feature_map or (300, 300)))
     feature_map = args.feature_map or image.shape[:2]
     at = check_cell(args.at, feature_map, "--at") if args.at else None
     per_cell = num_anchors(sizes, ratios)
-    print(format_anchor_table(_shapes_on_image(sizes, ratios, feature_map, image.shape[:2])))
+    print(format_anchor_table(shapes_on_image(sizes, ratios, feature_map, image.shape[:2])))
     print(f"{feature_map[0]}x{feature_map[1]} cells x {per_cell} anchors "
           f"= {feature_map[0] * feature_map[1] * per_cell} anchors")
     if args.output:
@@ -177,52 +166,27 @@ def _map_anchors(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     if args.json:
         anchors = feature_map_anchors(feature_map, sizes, ratios, steps, offsets)
-        layer = _layer_meta(feature_map, sizes, ratios, steps, offsets)
-        _write_json(args.json, anchors, image.shape[:2], [layer], None)
+        layer = layer_meta(feature_map, sizes, ratios, steps, offsets)
+        _write_json(args.json, anchor_document(anchors, image.shape[:2], [layer]))
+        print(f"wrote {len(anchors)} anchors to {args.json}")
     return 0
-
-
-def _shapes_on_image(sizes, ratios, feature_map: HW, image_size: HW):
-    """The anchor shapes MultiBoxPrior makes on ``feature_map``, with pixel sizes on ``image_size``.
-
-    The op scales widths by the *map's* H / W; the pixel columns follow from the normalised
-    width/height on the actual image (``anchor_shapes(.., image_size)`` when the aspects match).
-    """
-    h, w = image_size
-    return [replace(a, width_px=a.width * w, height_px=a.height * h)
-            for a in anchor_shapes(sizes, ratios, feature_map)]
-
-
-def preset_table(spec: AnchorSpec) -> str:
-    """Anchor shapes of every layer (pixels at ``spec.image_size``), then anchors per layer."""
-    side = spec.image_size
-    shapes, layer, lines, total = [], [], [], 0
-    for k, prior in enumerate(spec_priors(spec)):
-        layer_shapes = anchor_shapes(prior.sizes, prior.ratios, (side, side))
-        shapes += layer_shapes
-        layer += [k] * len(layer_shapes)
-        f = spec.feature_maps[k]
-        total += f * f * len(layer_shapes)
-        lines.append(f"layer {k}: {f}x{f} cells x {len(layer_shapes)} anchors "
-                     f"= {f * f * len(layer_shapes)}")
-    return "\n".join([format_anchor_table(shapes, layer)] + lines + [f"total: {total} anchors"])
 
 
 def _preset_anchors(args: argparse.Namespace) -> int:
     preset = args.preset
     spec = preset.model.anchors
-    image = args.image if args.image is not None else blank_canvas(
-        args.image_size or (spec.image_size, spec.image_size))
+    image = _option_image(args.image)
+    if image is None:
+        image = blank_canvas(args.image_size or (spec.image_size, spec.image_size))
     at = check_cell(args.at, image.shape[:2], "--at") if args.at else None
     print(preset_table(spec))
     if args.output:
         plot_preset_anchors(spec, image=image, at=at, title=preset.name, path=args.output)
         print(f"wrote {args.output}")
     if args.json:
-        side = spec.image_size
-        layers = [_layer_meta((f, f), p.sizes, p.ratios, (p.step, p.step), (p.offset, p.offset))
-                  for f, p in zip(spec.feature_maps, spec_priors(spec))]
-        _write_json(args.json, preset_anchors(spec), (side, side), layers, preset.name)
+        document = preset_document(spec, preset.name)
+        _write_json(args.json, document)
+        print(f"wrote {document['num_anchors']} anchors to {args.json}")
     return 0
 
 
@@ -274,8 +238,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 def _train_config(args: argparse.Namespace):
     from .train import TrainConfig
 
-    fields = {f for f in TrainConfig.__dataclass_fields__}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    return TrainConfig.from_dict(vars(args), ignore_unknown=True)  # argparse adds command, run
 
 
 def _positive_ints(args: argparse.Namespace, names: Sequence[str]) -> None:
@@ -287,12 +250,14 @@ def _positive_ints(args: argparse.Namespace, names: Sequence[str]) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a preset; writes checkpoints, logs, the curve and detection pictures to --out."""
+    from .report import write_run_pictures
     from .train import train
 
     _positive_ints(args, ["epochs", "batch_size", "eval_every", "image_size", "train_size",
                           "val_size"])
     result = train(_train_config(args))
-    if result.rank == 0:  # the worker that evaluates
+    if result.rank == 0:  # the worker that evaluates and writes the run folder
+        write_run_pictures(result.out)
         print(f"best VOC07 mAP {result.best_map:.4f}; run folder {result.out}")
     return 0
 
@@ -328,7 +293,7 @@ def _add_launch(p: argparse.ArgumentParser) -> None:
 
 def cmd_launch(args: argparse.Namespace) -> int:
     """Start a parameter-server job (scheduler, servers, workers); stop it all if one fails."""
-    from .distributed import LaunchConfig, launch, read_hostfile
+    from .distributed.launch import LaunchConfig, launch, read_hostfile
 
     command = args.job[1:] if args.job[:1] == ["--"] else args.job
     cfg = LaunchConfig(command, args.num_workers, args.num_servers, args.launcher,
@@ -352,29 +317,13 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: train the demo preset on SyntheticShapes, then plot SSD300's anchors."""
-    from .train import train
+    from .demo import DEMO_PICTURES, run_demo
 
     _positive_ints(args, ["epochs", "train_size", "val_size", "image_size", "batch_size"])
-    out = Path(args.out)
-    # No loader process: on 2 cores it takes CPU from MKL-DNN's threads and the steps slow down by
-    # far more than loading costs (56 vs 33-37 images/s measured; benchmarks/README.md).
-    result = train(_train_config(argparse.Namespace(preset="demo", num_workers=0, **vars(args))))
-    preset = get_preset("ssd300")
-    spec = preset.model.anchors
-    photo = sample_image()
-    print(preset_table(spec))
-    plot_preset_anchors(spec, image=photo, title=f"{preset.name} on a 600x512 photo",
-                        path=out / "anchors_per_layer.png")
-    plot_anchors_at((0.75, 0.5, 0.25), (1, 2, 0.5), image=photo, path=out / "anchors_at_pixel.png")
-    boxes = sample_boxes(500, max_ratio=8.0, min_size=0.1)  # elongated boxes, e.g. people, text
-    suggestion = suggest_anchors(boxes, spec)
-    print(f"\n500 random boxes, aspect ratios up to 8:\n{suggestion.before.summary()}\n"
-          f"suggested anchors:\n{suggestion.summary()}")
-    plot_coverage({preset.name: suggestion.before, "suggested": suggestion.after},
-                  path=out / "coverage.png")
-    print(f"\ndemo: VOC07 mAP {result.best_map:.4f} on the SyntheticShapes validation split")
-    print(f"wrote {out}: checkpoint-best.params, checkpoint-last.params, log.csv, curve.png, "
-          "detections.png, anchors_per_layer.png, anchors_at_pixel.png, coverage.png")
+    run_demo(args.out, epochs=args.epochs, train_size=args.train_size, val_size=args.val_size,
+             image_size=args.image_size, batch_size=args.batch_size, progress=args.progress)
+    print(f"wrote {args.out}: checkpoint-best.params, checkpoint-last.params, log.csv, curve.png, "
+          f"detections.png, {', '.join(DEMO_PICTURES)}")
     return 0
 
 
@@ -459,37 +408,41 @@ def _png_names(paths: Sequence[str]) -> List[str]:
 def cmd_detect(args: argparse.Namespace) -> int:
     """Detect objects in images and folders: an annotated PNG per image and one JSON (COCO
     results layout, boxes in each image's pixels) in --output. Unreadable images are named and
-    counted, non-image files in folders counted; exit status 2 when no image could be read."""
-    from .detect import coco_document, find_images, iter_detections, load_detector
+    counted, truncated JPEGs (detected on what could be decoded) named and counted, non-image
+    files in folders counted; exit status 2 when no image could be read."""
+    from .detect import coco_document, iter_detections, load_detector
 
     detector = load_detector(args.checkpoint, _decoding(args) or None,
                              preset=args.preset.name if args.preset else None,
                              classes=args.classes)
-    paths, skipped = find_images(args.inputs)
+    paths, skipped = list_images(args.inputs)
     names = _png_names(paths)
     out = Path(args.output)
     failed, results = [], []
-    for image, found in iter_detections(detector, paths, args.threshold,
-                                        batch_size=args.batch_size, progress=args.progress,
-                                        on_error=failed.append):
-        plot_boxes(image, found.boxes, class_ids=found.class_ids, scores=found.scores,
-                   class_names=detector.classes, thresh=0.0, pixels=True,
-                   title=f"{Path(found.source).name}\n{len(found)} detections "
-                         f"(score >= {args.threshold:g})",
-                   path=out / names[found.index])
-        results.append(found)
+    with collect_truncated() as truncated:
+        for image, found in iter_detections(detector, paths, args.threshold,
+                                            batch_size=args.batch_size, progress=args.progress,
+                                            on_error=failed.append):
+            plot_boxes(image, found.boxes, class_ids=found.class_ids, scores=found.scores,
+                       class_names=detector.classes, thresh=0.0, pixels=True,
+                       title=f"{Path(found.source).name}\n{len(found)} detections "
+                             f"(score >= {args.threshold:g})",
+                       path=out / names[found.index])
+            results.append(found)
     for err in failed:
         print(f"gluon-ssd detect: skipped: {err}", file=sys.stderr)
+    for path in truncated:
+        print(f"gluon-ssd detect: warning: truncated image {path} (detected on what could be "
+              "decoded)", file=sys.stderr)
     counts = (f"{len(failed)} unreadable image(s), {len(skipped)} non-image folder "
-              "entries skipped")
+              f"entries skipped, {len(truncated)} truncated image(s)")
     if not results:
         raise ValueError(f"no image could be processed ({counts})")
     document = dict(coco_document(results, detector.classes), model=detector.source,
                     threshold=args.threshold,
                     failed=[{"file_name": err.path, "error": str(err)} for err in failed],
-                    skipped=skipped)
-    with open(out / "detections.json", "w") as f:
-        json.dump(document, f, indent=1)
+                    skipped=skipped, truncated=truncated)
+    _write_json(str(out / "detections.json"), document, indent=1)
     total = sum(len(r) for r in results)
     print(f"{len(results)} image(s), {total} detections with score >= {args.threshold:g}; "
           f"{counts}")
@@ -521,19 +474,26 @@ def _image_size(tokens: Sequence[str]) -> HW:
                          f"{' '.join(tokens)!r}") from None
 
 
+def _checkpoint_model(args: argparse.Namespace, spec: Optional[Dict[str, object]] = None):
+    """``(model, (H, W))``: the model of ``args.checkpoint`` (a checkpoint file, not an export)
+    and the input size to export it at (``--image-size``, else its training size)."""
+    from .detect import load_detector
+    from .model import SSD, DetectionNet
+
+    model = load_detector(args.checkpoint, spec)
+    if not (isinstance(model.net, DetectionNet) and isinstance(model.net.ssd, SSD)):
+        raise ValueError(f"{args.checkpoint} is an export; {args.command} takes a checkpoint file")
+    return model, _image_size(args.image_size) if args.image_size else model.image_size
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a checkpoint as symbol JSON + params + metadata (preprocessing, classes, decoding)."""
-    from .detect import load_detector
     from .export import export_model
-    from .model import SSD, DetectionNet
 
     overrides = _decoding(args)
     if args.score_threshold is not None:
         overrides["score_threshold"] = args.score_threshold
-    detector = load_detector(args.checkpoint, overrides or None)
-    if not (isinstance(detector.net, DetectionNet) and isinstance(detector.net.ssd, SSD)):
-        raise ValueError(f"{args.checkpoint} is already an export; export takes a checkpoint file")
-    size = _image_size(args.image_size) if args.image_size else detector.image_size
+    detector, size = _checkpoint_model(args, overrides or None)
     paths = export_model(detector.net, args.output, size, preset=detector.preset)
     print(f"exported {detector.source} ({detector.preset or 'no preset'}, "
           f"{len(detector.classes)} classes, input {size[0]}x{size[1]}, {detector.spec})")
@@ -570,7 +530,9 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint or export: print the per-class AP table and the mAPs; with
     --output, write metrics.json, pr_curves.png and one PR curve per class."""
-    from .evaluate import METRICS, evaluate_model, write_evaluation
+    from .evaluation.metrics import METRICS
+    from .evaluation.report import format_report, write_evaluation
+    from .evaluation.run import evaluate_model
 
     result = evaluate_model(
         args.model, data=args.data, data_root=args.data_root, split=args.split,
@@ -578,7 +540,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics=METRICS if args.metric == "all" else (args.metric,),
         decoders=DECODERS if args.decoder == "both" else args.decoder and (args.decoder,),
         num_workers=args.num_workers, progress=args.progress)
-    print(result.report())
+    print(format_report(result))
     if args.output:
         paths = write_evaluation(result, args.output)
         print(f"wrote {paths[0]} and {len(paths) - 1} precision-recall plots to {args.output}")
@@ -646,14 +608,9 @@ def _add_quantize(p: argparse.ArgumentParser) -> None:
 def cmd_quantize(args: argparse.Namespace) -> int:
     """Quantize a checkpoint to INT8 (oneDNN), calibrated on training images, and export it in
     the layout of ``gluon-ssd export`` (``detect`` and ``evaluate`` take the prefix)."""
-    from .detect import load_detector
-    from .export import calibration_batches, export_quantized, quantize_model
-    from .model import SSD, DetectionNet
+    from .quantize import calibration_batches, export_quantized, quantize_model
 
-    detector = load_detector(args.checkpoint)
-    if not (isinstance(detector.net, DetectionNet) and isinstance(detector.net.ssd, SSD)):
-        raise ValueError(f"{args.checkpoint} is an export; quantize takes a checkpoint file")
-    size = _image_size(args.image_size) if args.image_size else detector.image_size
+    detector, size = _checkpoint_model(args)
     try:
         batches = calibration_batches(args.calib_data, size, detector.mean, detector.std,
                                       args.batch_size, root=args.data_root, seed=args.seed)

@@ -38,6 +38,7 @@ import numpy as np
 from gluoncv.data import COCODetection
 
 from .anchors import preset_anchors, preset_layer_of_anchor
+from .boxes import centre_to_corner, to_normalised
 from .checkpoint import save_checkpoint
 from .data.datasets import VOC_CLASSES
 from .model.ssd import SSD
@@ -121,9 +122,7 @@ def gluoncv_anchors(grids: Sequence[mx.nd.NDArray], spec: AnchorSpec) -> np.ndar
     layers = []
     for grid, size in zip(grids, spec.feature_maps):
         centre = grid.asnumpy()[0, 0, :size, :size].reshape(-1, 4)  # cx, cy, w, h in pixels
-        corners = np.concatenate([centre[:, :2] - centre[:, 2:] / 2,
-                                  centre[:, :2] + centre[:, 2:] / 2], axis=1)
-        layers.append(corners / spec.image_size)
+        layers.append(to_normalised(centre_to_corner(centre), (spec.image_size, spec.image_size)))
     return np.concatenate(layers).astype(np.float32)
 
 

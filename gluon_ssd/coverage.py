@@ -1,31 +1,41 @@
-"""Anchor coverage: can a set of default boxes match a set of ground-truth boxes?
+"""Anchor coverage of a dataset's boxes, and anchors fitted to them.
 
 Conventions (every function here):
 
 * Boxes are corners ``xmin, ymin, xmax, ymax`` normalised to [0, 1] by the image width (x) and
   height (y): ground truth ``(M, 4)``, anchors ``(N, 4)`` (anchors may reach outside [0, 1]).
-* A ground-truth box is *covered* when its best anchor has IoU >= ``threshold`` (default
-  :data:`MATCH_THRESHOLD`, the 0.5 at which SSD's matching makes an anchor a positive). An
-  uncovered box still gets its best anchor (bipartite matching), but only that one, and a poor fit.
-* Box shapes ``(M, 2)`` are ``(width, height)`` in the same normalised units. For a square preset
-  (an :class:`~gluon_ssd.presets.AnchorSpec`), a box of shape ``(w, h)`` has size ``sqrt(w * h)``
-  and aspect ratio ``w / h`` in the resized square image, i.e. the preset's size and ratio.
+  Normalised boxes are already in the **network-input frame**: the model resizes every image to
+  a square ``image_size`` without keeping the aspect, so a box of a 320x240 image keeps its
+  normalised corners (pixel corners divided by the image's width and height).
+* A box's *size* is ``sqrt(w * h)`` and its *ratio* ``w / h`` in that square frame, i.e. the
+  units of an :class:`~gluon_ssd.presets.AnchorSpec`'s sizes (divided by ``image_size``) and
+  ratios.
+* A box is *covered* when its best anchor has IoU >= ``threshold`` (default
+  :data:`MATCH_THRESHOLD`). Training (``contrib.MultiBoxTarget``) gives every box its best anchor
+  (bipartite matching) plus every anchor whose IoU with it is above 0.5; an uncovered box thus
+  trains on one poorly fitting anchor.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from gluoncv.utils.bbox import bbox_iou
 
-from .anchors import paper_scales, preset_anchors, preset_layer_of_anchor
+from .anchors import (anchor_shapes, paper_scales, preset_anchors, preset_layer_of_anchor,
+                      spec_priors)
+from .boxes import centre_to_corner, corner_to_centre
 from .presets import AnchorSpec
 
 MATCH_THRESHOLD = 0.5
-# IoU entries computed at once by best_anchor_iou (bounds memory to a few hundred MB).
+REPORT_THRESHOLDS = (0.4, 0.5, 0.6)
+# IoU entries computed at once by match_anchors (bounds memory to a few hundred MB).
 _IOU_CHUNK = 2_000_000
+# Shape bins of the summary's table: size (fraction of the input side) and ratio w / h.
+SIZE_BINS = (0.1, 0.2, 0.4)
+RATIO_BINS = (1 / 3, 2 / 3, 1.5, 3.0)
 
 
 def check_boxes(boxes, name: str = "boxes", normalised: bool = True) -> np.ndarray:
@@ -52,46 +62,70 @@ def check_boxes(boxes, name: str = "boxes", normalised: bool = True) -> np.ndarr
     return arr
 
 
-def best_anchor_iou(boxes: np.ndarray, anchors: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """For each box, its best IoU with any anchor and that anchor's index: two ``(M,)`` arrays.
+def box_shapes(boxes) -> Tuple[np.ndarray, np.ndarray]:
+    """Sizes ``sqrt(w * h)`` and ratios ``w / h`` of corner ``boxes (M, 4)``: two ``(M,)``."""
+    centre = corner_to_centre(boxes)
+    return np.sqrt(centre[:, 2] * centre[:, 3]), centre[:, 2] / centre[:, 3]
+
+
+def match_anchors(boxes: np.ndarray, anchors: np.ndarray,
+                  match_threshold: float = MATCH_THRESHOLD
+                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each box's best anchor IoU ``(M,)``, that anchor's index ``(M,)`` and the number of anchors
+    with IoU above ``match_threshold`` ``(M,)`` (each box alone, as if alone in its image).
 
     ``boxes (M, 4)`` and ``anchors (N, 4)`` are normalised corners; computed in chunks of boxes.
     """
     chunk = max(1, _IOU_CHUNK // len(anchors))
-    best_iou = np.empty(len(boxes))
-    best_anchor = np.empty(len(boxes), dtype=np.int64)
+    best_iou, best_anchor = np.empty(len(boxes)), np.empty(len(boxes), dtype=np.int64)
+    matched = np.empty(len(boxes), dtype=np.int64)
     for start in range(0, len(boxes), chunk):
-        iou = bbox_iou(boxes[start:start + chunk], anchors)
-        best_anchor[start:start + chunk] = iou.argmax(axis=1)
-        best_iou[start:start + chunk] = iou.max(axis=1)
-    return best_iou, best_anchor
+        part = slice(start, start + chunk)
+        iou = bbox_iou(boxes[part], anchors)
+        best_anchor[part], best_iou[part] = iou.argmax(axis=1), iou.max(axis=1)
+        matched[part] = (iou > match_threshold).sum(axis=1)
+    return best_iou, best_anchor, matched
 
 
 @dataclass(frozen=True, eq=False)
 class CoverageReport:
-    """How well ``N`` anchors cover ``M`` ground-truth boxes.
+    """How well ``N`` anchors cover ``M`` ground-truth boxes (plain numbers and arrays).
 
     Attributes:
+        boxes: ``(M, 4)`` the boxes, normalised corners in the network-input frame.
         best_iou: ``(M,)`` each box's best IoU with any anchor.
         best_anchor: ``(M,)`` the index of that anchor.
-        best_layer: ``(M,)`` the layer of that anchor (the layer that would take the box), or
-            ``None`` when the anchors came without layers.
+        num_matched: ``(M,)`` anchors with IoU > :data:`MATCH_THRESHOLD` (0: the box trains only
+            on its forced best anchor).
+        best_layer: ``(M,)`` the layer of the best anchor, or ``None`` without layers.
         num_layers: number of layers (0 without layers).
         threshold: the IoU a box needs to count as covered.
         hist_counts, hist_edges: histogram of ``best_iou`` over [0, 1] (``np.histogram``).
+        anchor_shapes: ``(A, 3)`` ``layer, size, ratio`` of each anchor of a cell, sizes as
+            fractions of the input side (``(0, 3)`` without a preset).
+        image_size: the preset's input side in pixels (0 without a preset).
     """
 
+    boxes: np.ndarray
     best_iou: np.ndarray
     best_anchor: np.ndarray
+    num_matched: np.ndarray
     best_layer: Optional[np.ndarray]
     num_layers: int
     threshold: float
     hist_counts: np.ndarray
     hist_edges: np.ndarray
+    anchor_shapes: np.ndarray
+    image_size: int = 0
 
     @property
     def num_boxes(self) -> int:
         return len(self.best_iou)
+
+    @property
+    def shapes(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Sizes (fractions of the input side) and ratios ``w / h`` of the boxes, two ``(M,)``."""
+        return box_shapes(self.boxes)
 
     @property
     def covered(self) -> np.ndarray:
@@ -103,10 +137,24 @@ class CoverageReport:
         """Fraction of boxes covered."""
         return float(self.covered.mean())
 
+    def coverage_at(self, threshold: float) -> float:
+        """Fraction of boxes whose best IoU is >= ``threshold``."""
+        return float((self.best_iou >= threshold).mean())
+
     @property
     def mean_iou(self) -> float:
         """Mean best IoU over the boxes."""
         return float(self.best_iou.mean())
+
+    @property
+    def anchors_per_box(self) -> np.ndarray:
+        """``(M,)`` anchors a box trains on: those above 0.5, or its forced best one."""
+        return np.maximum(self.num_matched, 1)
+
+    @property
+    def forced_only(self) -> int:
+        """Boxes with no anchor above 0.5: they train on their forced best match alone."""
+        return int((self.num_matched == 0).sum())
 
     @property
     def layer_counts(self) -> np.ndarray:
@@ -123,27 +171,95 @@ class CoverageReport:
             return np.zeros(0, dtype=np.int64)
         return np.bincount(self.best_layer[mask], minlength=self.num_layers)
 
-    def summary(self) -> str:
-        """A few lines of text: coverage, mean IoU and, with layers, boxes per layer."""
-        lines = [f"{self.num_boxes} boxes: {self.coverage:.1%} have an anchor with IoU >= "
-                 f"{self.threshold:g} (mean best IoU {self.mean_iou:.3f})"]
-        for k, (n, c) in enumerate(zip(self.layer_counts, self.layer_covered)):
-            lines.append(f"  layer {k}: best anchor of {n} boxes, {c} of them covered")
+    def worst(self, n: int = 10) -> np.ndarray:
+        """Indices of the ``n`` boxes with the lowest best IoU, worst first."""
+        return np.argsort(self.best_iou, kind="stable")[:n]
+
+    def shape_table(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Boxes and covered boxes per shape bin: two count arrays ``(S + 1, R + 1)``, rows the
+        size bins (edges :data:`SIZE_BINS`), columns the ratio bins (edges :data:`RATIO_BINS`)."""
+        sizes, ratios = self.shapes
+        cell = (np.digitize(sizes, SIZE_BINS) * (len(RATIO_BINS) + 1)
+                + np.digitize(ratios, RATIO_BINS))
+        shape = (len(SIZE_BINS) + 1, len(RATIO_BINS) + 1)
+        count = np.bincount(cell, minlength=shape[0] * shape[1]).reshape(shape)
+        covered = np.bincount(cell[self.covered], minlength=shape[0] * shape[1]).reshape(shape)
+        return count, covered
+
+    def summary(self, worst: int = 5) -> str:
+        """The report as text a person reads (coverage, matches, shapes, layers, worst boxes)."""
+        n = self.num_boxes
+        at = "   ".join(f">= {t:g}: {self.coverage_at(t):.1%}" for t in REPORT_THRESHOLDS)
+        per_box = self.anchors_per_box
+        lines = [f"{n} boxes; best anchor IoU {at} (mean {self.mean_iou:.3f})",
+                 f"anchors per box (IoU > {MATCH_THRESHOLD:g}, as in training): mean "
+                 f"{per_box.mean():.1f}, median {np.median(per_box):g}; {self.forced_only} boxes "
+                 f"({self.forced_only / n:.1%}) only by their forced best anchor"]
+        lines += self._shape_lines() + self._layer_lines() + _table_lines(*self.shape_table())
+        lines.append("worst-covered boxes (index: best IoU, size, w/h):")
+        sizes, ratios = self.shapes
+        lines += [f"  {i}: {self.best_iou[i]:.2f}, {self._size_text(sizes[i])}, {ratios[i]:.2f}"
+                  for i in self.worst(worst)]
         return "\n".join(lines)
+
+    def _size_text(self, size: float) -> str:
+        px = f" ({size * self.image_size:.0f} px)" if self.image_size else ""
+        return f"{size:.1%}{px}"
+
+    def _shape_lines(self) -> List[str]:
+        """Quantiles of the box sizes and ratios, and the anchors' range of each."""
+        q, (sizes, ratios) = (5, 25, 50, 75, 95), self.shapes
+        lines = ["box size sqrt(w*h) / side, percentiles 5 25 50 75 95: "
+                 + "  ".join(f"{s:.1%}" for s in np.percentile(sizes, q)),
+                 "box ratio w/h, percentiles 5 25 50 75 95: "
+                 + "  ".join(f"{r:.2f}" for r in np.percentile(ratios, q))]
+        if len(self.anchor_shapes):
+            _, a_size, a_ratio = self.anchor_shapes.T
+            lines.append(f"anchors: sizes {self._size_text(a_size.min())} .. "
+                         f"{self._size_text(a_size.max())}, ratios {a_ratio.min():.2f} .. "
+                         f"{a_ratio.max():.2f}")
+        return lines
+
+    def _layer_lines(self) -> List[str]:
+        lines = []  # one per layer: its anchor shapes, its boxes
+        for k, (count, cov) in enumerate(zip(self.layer_counts, self.layer_covered)):
+            shapes = self.anchor_shapes[self.anchor_shapes[:, 0] == k]
+            desc = (f" (sizes {', '.join(self._size_text(s) for s in np.unique(shapes[:, 1]))};"
+                    f" ratios {' '.join(f'{r:.3g}' for r in np.unique(shapes[:, 2]))})"
+                    if len(shapes) else "")
+            lines.append(f"  layer {k}{desc}: best anchor of {count} boxes, {cov} covered")
+        return (["boxes per layer of their best anchor:"] + lines) if lines else []
+
+
+def _table_lines(count: np.ndarray, covered: np.ndarray) -> List[str]:
+    """Coverage per shape bin as a text table (rows: size, columns: ratio)."""
+    def edges(bins, fmt):
+        return ([f"<{fmt(bins[0])}"] + [f"{fmt(a)}-{fmt(b)}" for a, b in zip(bins, bins[1:])]
+                + [f">={fmt(bins[-1])}"])
+    cols, rows = edges(RATIO_BINS, lambda r: f"{r:.2g}"), edges(SIZE_BINS, lambda s: f"{s:.0%}")
+    lines = ["covered / boxes by shape (rows: size / side, columns: w/h):",
+             "  " + " " * 9 + "".join(f"{c:>14}" for c in cols)]
+    for name, n_row, c_row in zip(rows, count, covered):
+        cells = [f"{c}/{n} {c / n:.0%}" if n else "-" for n, c in zip(n_row, c_row)]
+        lines.append(f"  {name:>9}" + "".join(f"{c:>14}" for c in cells))
+    return lines
 
 
 def anchor_coverage(boxes, anchors, layer_of_anchor: Optional[np.ndarray] = None,
-                    threshold: float = MATCH_THRESHOLD, bins: int = 20) -> CoverageReport:
+                    threshold: float = MATCH_THRESHOLD, bins: int = 20,
+                    anchor_shapes: Optional[np.ndarray] = None,
+                    image_size: int = 0) -> CoverageReport:
     """Coverage of ground truth ``boxes (M, 4)`` by ``anchors (N, 4)`` (normalised corners).
 
     ``layer_of_anchor`` ``(N,)`` gives each anchor's layer (e.g. from
-    :func:`~gluon_ssd.anchors.preset_layer_of_anchor`) to count boxes per layer.
+    :func:`~gluon_ssd.anchors.preset_layer_of_anchor`) to count boxes per layer;
+    ``anchor_shapes`` and ``image_size`` only enter the report (see :class:`CoverageReport`).
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     boxes = check_boxes(boxes)
     anchors = check_boxes(anchors, "anchors", normalised=False)
-    best_iou, best_anchor = best_anchor_iou(boxes, anchors)
+    best_iou, best_anchor, matched = match_anchors(boxes, anchors)
     best_layer, num_layers = None, 0
     if layer_of_anchor is not None:
         layer_of_anchor = np.asarray(layer_of_anchor, dtype=np.int64)
@@ -152,128 +268,170 @@ def anchor_coverage(boxes, anchors, layer_of_anchor: Optional[np.ndarray] = None
                              f"got {layer_of_anchor.shape}")
         best_layer, num_layers = layer_of_anchor[best_anchor], int(layer_of_anchor.max()) + 1
     counts, edges = np.histogram(best_iou, bins=bins, range=(0.0, 1.0))
-    return CoverageReport(best_iou, best_anchor, best_layer, num_layers, float(threshold),
-                          counts, edges)
+    shapes = np.zeros((0, 3)) if anchor_shapes is None else np.asarray(anchor_shapes, float)
+    return CoverageReport(boxes, best_iou, best_anchor, matched, best_layer, num_layers,
+                          float(threshold), counts, edges, shapes, int(image_size))
+
+
+def preset_anchor_shapes(spec: AnchorSpec) -> np.ndarray:
+    """``(A, 3)`` ``layer, size, ratio`` of every anchor of a cell of each layer, in
+    MultiBoxPrior's order; sizes as fractions of ``spec.image_size``."""
+    return np.array([(k, a.size, a.ratio) for k, p in enumerate(spec_priors(spec))
+                     for a in anchor_shapes(p.sizes, p.ratios)])
 
 
 def preset_coverage(boxes, spec: AnchorSpec, threshold: float = MATCH_THRESHOLD,
                     bins: int = 20) -> CoverageReport:
     """Coverage of ``boxes (M, 4)`` by all anchors of a preset at ``spec.image_size``, per layer."""
-    return anchor_coverage(boxes, preset_anchors(spec), preset_layer_of_anchor(spec),
-                           threshold, bins)
+    return anchor_coverage(boxes, preset_anchors(spec), preset_layer_of_anchor(spec), threshold,
+                           bins, preset_anchor_shapes(spec), spec.image_size)
 
 
 # ---------------------------------------------------------------------------------------------
-# Suggesting better anchors.
+# Fitting anchors to boxes.
+#
+# An anchor's best IoU with a box only needs the nearest cell centre of its layer: with the
+# shapes fixed, the intersection shrinks as the centres move apart along x or along y, and the
+# grid is a product of an x grid and a y grid. So the best IoU of every box with every candidate
+# shape is one (M,) array per shape, and choosing shapes is cheap set cover over those arrays.
 
-def shape_iou(shapes_a: np.ndarray, shapes_b: np.ndarray) -> np.ndarray:
-    """IoU ``(M, K)`` of box shapes ``(M, 2)`` x ``(K, 2)`` (width, height) centred on one point."""
-    def centred(wh):
-        return np.concatenate([-wh / 2, wh / 2], axis=1)
-    return bbox_iou(centred(np.asarray(shapes_a, float)), centred(np.asarray(shapes_b, float)))
-
-
-def kmeans_shapes(shapes: np.ndarray, k: int, seed: int = 0, max_iter: int = 100) -> np.ndarray:
-    """k-means of box shapes ``(M, 2)`` with distance ``1 - shape_iou``: ``(K, 2)`` by area.
-
-    k-means++ seeding from ``np.random.default_rng(seed)``, so the result depends only on the
-    inputs and ``seed``. ``K < k`` when there are fewer than ``k`` distinct shapes.
-    """
-    shapes = np.asarray(shapes, dtype=np.float64)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    rng = np.random.default_rng(seed)
-    centres = shapes[[rng.integers(len(shapes))]]
-    while len(centres) < k:
-        weight = (1 - shape_iou(shapes, centres).max(axis=1)) ** 2
-        if weight.sum() <= 0:
-            break
-        centres = np.vstack([centres, shapes[rng.choice(len(shapes), p=weight / weight.sum())]])
-    for _ in range(max_iter):
-        assign = shape_iou(shapes, centres).argmax(axis=1)
-        updated = np.array([shapes[assign == c].mean(axis=0) if (assign == c).any() else centres[c]
-                            for c in range(len(centres))])
-        if np.allclose(updated, centres):
-            break
-        centres = updated
-    return centres[np.argsort(centres.prod(axis=1))]
+def _grid_iou(boxes: np.ndarray, spec: AnchorSpec, layer: int, sizes: np.ndarray,
+              ratios: np.ndarray) -> np.ndarray:
+    """``(S, M)`` IoU of each box with the nearest anchor of each shape ``(sizes[s], ratios[s])``
+    of ``layer`` (sizes as fractions of the side); equal to the best over all its anchors."""
+    step = spec.steps[layer] / spec.image_size
+    centre = corner_to_centre(boxes)
+    cell = np.clip(np.round(centre[:, :2] / step - spec.offset), 0, spec.feature_maps[layer] - 1)
+    grid = (cell + spec.offset) * step                                        # (M, 2)
+    wh = np.stack([sizes * np.sqrt(ratios), sizes / np.sqrt(ratios)], axis=1)  # (S, 2)
+    anchors = centre_to_corner(np.concatenate(np.broadcast_arrays(
+        grid[None], wh[:, None]), axis=-1))                                   # (S, M, 4)
+    # bbox_iou pairs every box with every anchor; here each box meets one anchor per shape.
+    low = np.maximum(anchors[..., :2], boxes[..., :2])
+    inter = np.prod(np.clip(np.minimum(anchors[..., 2:], boxes[..., 2:]) - low, 0, None), axis=-1)
+    union = np.prod(wh, axis=1)[:, None] + centre[:, 2] * centre[:, 3] - inter
+    return inter / union
 
 
-@dataclass(frozen=True, eq=False)
-class AnchorSuggestion:
-    """A preset's anchors adapted to some boxes, with the coverage before and after.
-
-    Attributes:
-        spec: the suggested :class:`AnchorSpec` (the input spec when nothing did better).
-        before, after: coverage of the boxes by the input spec and by ``spec``.
-        clusters: ``(K, 2)`` k-means box shapes (width, height), normalised, by area.
-    """
-
-    spec: AnchorSpec
-    before: CoverageReport
-    after: CoverageReport
-    clusters: np.ndarray
-
-    def summary(self) -> str:
-        """Coverage before -> after and the suggested sizes (px) and ratios per layer."""
-        lines = [f"coverage {self.before.coverage:.1%} -> {self.after.coverage:.1%} "
-                 f"(mean best IoU {self.before.mean_iou:.3f} -> {self.after.mean_iou:.3f})",
-                 f"sizes (px): {', '.join(f'{s:.4g}' for s in self.spec.sizes)}"]
-        for k, ratios in enumerate(self.spec.ratios):
-            lines.append(f"  layer {k} ratios: {', '.join(f'{r:.3g}' for r in ratios)}")
-        return "\n".join(lines)
-
-
-def _layer_of_size(spec_sizes: Sequence[float], sizes: np.ndarray) -> np.ndarray:
-    """Layer whose size range ``[s_k, s_{k+1})`` holds each size (smaller -> 0, larger -> last)."""
-    return np.searchsorted(np.asarray(spec_sizes[1:-1]), sizes, side="right")
-
-
-def _extend_ratios(spec: AnchorSpec, clusters: np.ndarray,
-                   ratio_tol: float) -> Tuple[Tuple[float, ...], ...]:
-    """Each layer's ratios plus the ratios (2 significant digits) of the clusters in its size
-    range, skipping those within a factor ``1 + ratio_tol`` of a ratio the layer has."""
-    sizes = np.sqrt(clusters.prod(axis=1)) * spec.image_size
-    layers = _layer_of_size(spec.sizes, sizes)
-    ratios: List[List[float]] = [list(r) for r in spec.ratios]
-    for layer, (w, h) in zip(layers, clusters):
-        ratio = float(f"{w / h:.2g}")
-        if all(abs(math.log(ratio / r)) >= math.log1p(ratio_tol) for r in ratios[layer]):
-            ratios[layer].append(ratio)
-    return tuple(tuple(r) for r in ratios)
-
-
-def _fit_sizes(spec: AnchorSpec, clusters: np.ndarray) -> Tuple[float, ...]:
-    """The paper's linear scales, spanning the clusters' sizes, as ``m + 1`` sizes in pixels."""
-    cluster_sizes = np.sqrt(clusters.prod(axis=1))
-    scales = paper_scales(len(spec.feature_maps) + 1, cluster_sizes.min(), cluster_sizes.max())
+def _spec_scales(spec: AnchorSpec, s_min: float, s_max: float) -> Tuple[float, ...]:
+    """The paper's ``m + 1`` sizes in pixels: ``m`` linear scales from ``s_min`` to ``s_max``
+    and one more step for the last layer's extra box."""
+    m = len(spec.feature_maps)
+    scales = paper_scales(m, s_min, s_max)
+    scales.append(scales[-1] + (s_max - s_min) / (m - 1) if m > 1 else s_max)
     return tuple(round(s * spec.image_size, 2) for s in scales)
 
 
-def suggest_anchors(boxes, spec: AnchorSpec, num_clusters: int = 9, seed: int = 0,
-                    threshold: float = MATCH_THRESHOLD,
-                    ratio_tol: float = 0.25) -> AnchorSuggestion:
-    """Sizes and ratios for ``spec`` that cover ``boxes (M, 4)`` (normalised corners) better.
+def _ratio_candidates(ratios: np.ndarray, spec: AnchorSpec) -> np.ndarray:
+    """Ratios (not 1) a layer may add: a grid of factors 2^(1/3) and the preset's own ratios,
+    within the range of the boxes' ratios (1st to 99th percentile, widened by 1.5)."""
+    grid = {float(f"{2 ** (k / 3):.3g}") for k in range(-15, 16) if k}
+    grid |= {float(f"{r:.3g}") for layer in spec.ratios for r in layer if not math.isclose(r, 1)}
+    low, high = np.percentile(ratios, (1, 99))
+    return np.array(sorted(r for r in grid if low / 1.5 <= r <= high * 1.5))
 
-    The box shapes are clustered (:func:`kmeans_shapes`, deterministic by ``seed``). Candidates
-    keep the feature maps and steps and change sizes and/or ratios: sizes refitted to the
-    clusters' range with the paper's linear scale, and/or each layer's ratios extended with the
-    ratios of the clusters in its size range. The best candidate wins by coverage, then fewer
-    anchors, then mean IoU; the input spec is one of them and is kept unless another beats it,
-    so coverage never goes down.
+
+def _greedy_ratios(boxes: np.ndarray, spec: AnchorSpec, candidates: np.ndarray,
+                   max_ratios: int, min_gain: float, threshold: float
+                   ) -> Tuple[Tuple[Tuple[float, ...], ...], np.ndarray]:
+    """Each layer's ratio set for ``spec``'s sizes and the boxes' best IoU ``(M,)``.
+
+    Starts from ratio 1 (both sizes of a layer) and adds, one at a time, the ``(layer, ratio)``
+    that newly covers the most boxes (ties: the larger gain in IoU), while it covers at least
+    ``min_gain`` of them and the layer has fewer than ``max_ratios`` ratios. The ratios go to a
+    layer's first size only, as MultiBoxPrior applies them.
     """
+    m, side = len(spec.feature_maps), spec.image_size
+    sizes = np.asarray(spec.sizes, float) / side
+    best = np.zeros(len(boxes))
+    options = []
+    for k in range(m):
+        square = np.array([sizes[k], math.sqrt(sizes[k] * sizes[k + 1])])
+        best = np.maximum(best, _grid_iou(boxes, spec, k, square, np.ones(2)).max(axis=0))
+        options.append(_grid_iou(boxes, spec, k, np.full(len(candidates), sizes[k]), candidates))
+    options = np.concatenate(options)                                      # (m * R, M)
+    layer_of = np.repeat(np.arange(m), len(candidates))
+    chosen: List[List[float]] = [[] for _ in range(m)]
+    open_ = np.ones(len(options), dtype=bool)
+    while open_.any():
+        new = ((options >= threshold) & (best < threshold)).sum(axis=1)
+        score = new + np.maximum(options - best, 0).sum(axis=1) / (len(boxes) + 1)
+        pick = int(np.argmax(np.where(open_, score, -1)))
+        if new[pick] < max(1, min_gain * len(boxes)):
+            break
+        best = np.maximum(best, options[pick])
+        open_[pick] = False
+        k = layer_of[pick]
+        chosen[k].append(float(candidates[pick % len(candidates)]))
+        if len(chosen[k]) + 1 >= max_ratios:
+            open_[layer_of == k] = False
+    return tuple((1.0,) + tuple(sorted(c)) for c in chosen), best
+
+
+def _spec_best_iou(boxes: np.ndarray, spec: AnchorSpec) -> np.ndarray:
+    """``(M,)`` each box's best IoU with ``spec``'s anchors (as :func:`preset_coverage`)."""
+    best = np.zeros(len(boxes))
+    for k, prior in enumerate(spec_priors(spec)):
+        shapes = anchor_shapes(prior.sizes, prior.ratios)
+        iou = _grid_iou(boxes, spec, k, np.array([a.size for a in shapes]),
+                        np.array([a.ratio for a in shapes]))
+        best = np.maximum(best, iou.max(axis=0))
+    return best
+
+
+def fit_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 6,
+                min_gain: float = 0.003, threshold: float = MATCH_THRESHOLD,
+                max_boxes: int = 5000) -> AnchorSpec:
+    """Anchor sizes and ratios for ``spec``'s network that cover ``boxes (M, 4)`` well.
+
+    ``boxes`` are normalised corners in the network-input frame (see the module docstring). The
+    result keeps ``spec``'s ``image_size``, feature maps, steps and offset. Its sizes follow the
+    paper's linear scale rule between ``s_min`` and ``s_max`` (plus the extra
+    ``sqrt(s_k s_k+1)`` box per layer), with ``s_min`` and ``s_max`` tried on a grid from low
+    and high percentiles of the box sizes (``s_max`` up to twice the largest box: a wider rule
+    puts larger boxes on the finer layers); for each, every layer's ratios are chosen greedily
+    (``ratios[0] == 1``, at most ``max_anchors_per_cell - 1`` ratios, i.e. that many anchors per
+    cell, each added ratio newly covering at least ``min_gain`` of the boxes), so elongated data
+    get more ratios where they are. Candidates are ranked by coverage at ``threshold``, then mean
+    best IoU; the best replaces ``spec`` only if it covers more boxes, so coverage never goes
+    down. Deterministic; more than ``max_boxes`` boxes are subsampled with a fixed seed.
+    """
+    if max_anchors_per_cell < 2:
+        raise ValueError(f"max_anchors_per_cell must be >= 2, got {max_anchors_per_cell}")
     boxes = check_boxes(boxes)
-    clusters = kmeans_shapes(boxes[:, 2:] - boxes[:, :2], min(num_clusters, len(boxes)), seed)
-    fitted = replace(spec, sizes=_fit_sizes(spec, clusters))
-    candidates = [spec, replace(spec, ratios=_extend_ratios(spec, clusters, ratio_tol)),
-                  fitted, replace(fitted, ratios=_extend_ratios(fitted, clusters, ratio_tol))]
-    reports = {c: preset_coverage(boxes, c, threshold) for c in dict.fromkeys(candidates)}
+    if len(boxes) > max_boxes:
+        boxes = boxes[np.sort(np.random.default_rng(0).choice(len(boxes), max_boxes, False))]
+    sizes, ratios = box_shapes(boxes)
+    candidates = _ratio_candidates(ratios, spec)
+    lows = np.geomspace(*np.percentile(sizes, (1, 40)), 7)
+    highs = np.geomspace(np.percentile(sizes, 70), 2 * sizes.max(), 7)
 
-    def rank(c: AnchorSpec) -> Tuple[float, int, float]:
-        return reports[c].coverage, -len(preset_layer_of_anchor(c)), reports[c].mean_iou
+    def score(best: np.ndarray) -> Tuple[float, float]:
+        return float((best >= threshold).mean()), float(best.mean())
 
-    best = max(reports, key=rank)  # the first of equals: the input spec wins ties
-    return AnchorSuggestion(best, reports[spec], reports[best], clusters)
+    scores: Dict[AnchorSpec, Tuple[float, float]] = {}
+    for sized in [spec] + [replace(spec, sizes=_spec_scales(spec, a, b))
+                           for a in lows for b in highs if a <= b]:
+        fitted, best = _greedy_ratios(boxes, sized, candidates, max_anchors_per_cell - 1,
+                                      min_gain, threshold)
+        scores.setdefault(replace(sized, ratios=fitted), score(best))
+    best_fit = max(scores, key=scores.get)  # the first of equals: deterministic
+    # Only more coverage justifies other anchors (a network built for them, weights that no
+    # longer fit): with coverage equal, the preset stays.
+    return best_fit if scores[best_fit][0] > score(_spec_best_iou(boxes, spec))[0] else spec
+
+
+def describe_fit(spec: AnchorSpec, fitted: AnchorSpec, before: CoverageReport,
+                 after: CoverageReport) -> str:
+    """Coverage before -> after and the fitted sizes (px) and ratios per layer, as text."""
+    total = [len(preset_layer_of_anchor(s)) for s in (spec, fitted)]
+    lines = [f"coverage (IoU >= {before.threshold:g}) {before.coverage:.1%} -> {after.coverage:.1%}"
+             f"; mean best IoU {before.mean_iou:.3f} -> {after.mean_iou:.3f}; anchors {total[0]} "
+             f"-> {total[1]}" + (" (the preset kept)" if fitted == spec else ""),
+             f"sizes (px at {fitted.image_size}): {', '.join(f'{s:.4g}' for s in fitted.sizes)}"]
+    lines += [f"  layer {k}: ratios {', '.join(f'{r:.3g}' for r in ratios)} "
+              f"({len(ratios) + 1} anchors per cell)" for k, ratios in enumerate(fitted.ratios)]
+    return "\n".join(lines)
 
 
 def sample_boxes(num: int, seed: int = 0, min_size: float = 0.05, max_size: float = 0.9,

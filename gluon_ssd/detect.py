@@ -1,12 +1,13 @@
 """Detection on images: load a trained detector, run it on files or arrays of any size, and get
 the boxes back in each image's own pixels.
 
-Pipeline for one image: decode (:func:`load_image`: EXIF orientation applied, grayscale and RGBA
-made RGB) -> resize to the detector's input size ``(H, W)`` and normalise (the evaluation
-transform, :class:`~gluon_ssd.data.transforms.EvalTransform`) -> network -> rows with id -1 or a
-score under the threshold dropped -> normalised corners multiplied by the ORIGINAL image's width
-and height. The resize stretches the image (as in training), so a normalised box maps back to the
-original pixels with that one multiplication, whatever the aspect ratio.
+Pipeline for one image: decode (:func:`~gluon_ssd.data.io.read_image`: EXIF orientation applied,
+grayscale and RGBA made RGB, a truncated JPEG reported) -> resize to the detector's input size
+``(H, W)`` and normalise (the evaluation transform,
+:class:`~gluon_ssd.data.transforms.EvalTransform`) -> network -> rows with id -1 or a score under
+the threshold dropped -> normalised corners multiplied by the ORIGINAL image's width and height.
+The resize stretches the image (as in training), so a normalised box maps back to the original
+pixels with that one multiplication, whatever the aspect ratio.
 
 Boxes of a :class:`Detections` are corners ``xmin, ymin, xmax, ymax`` in continuous pixel
 coordinates of the decoded image (pixel ``(r, c)`` covers ``[c, c + 1) x [r, r + 1)``); class ids
@@ -28,26 +29,25 @@ from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequ
 
 import mxnet as mx
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
+from .boxes import corner_to_xywh, to_pixels
 from .checkpoint import check_identity, load_checkpoint
-from .data.datasets import IMAGE_EXTENSIONS, BadImageError, read_image
+from .data.io import BadImageError, read_image
 from .data.transforms import EvalTransform
-from .export import exported_spec, import_model, read_export_meta
-from .model.detector import DetectionNet
+from .export import export_paths, export_prefix, exported_spec, import_model, read_export_meta
+from .model.head import DetectionNet
 from .presets import DetectSpec, get_preset
-from .visualize import to_pixels
 
 HW = Tuple[int, int]
 ImageInput = Union[str, "os.PathLike[str]", np.ndarray, mx.nd.NDArray, Image.Image]
 SpecLike = Union[DetectSpec, Mapping[str, Any], None]
 Outputs = Tuple[mx.nd.NDArray, mx.nd.NDArray, mx.nd.NDArray]
-EXPORT_SUFFIXES = ("-symbol.json", "-meta.json", "-0000.params")
 
 
 @dataclass
-class LoadedDetector:
+class LoadedModel:
     """A detector ready to run, and what its input must look like.
 
     Attributes:
@@ -121,14 +121,10 @@ def _resolve_spec(default: Optional[DetectSpec], spec: SpecLike, source: str
     """``spec`` itself, or ``default`` with the fields of a mapping ``spec`` replaced."""
     if spec is None or isinstance(spec, DetectSpec):
         return spec or default
-    known = {f.name for f in dataclasses.fields(DetectSpec)}
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        raise ValueError(f"unknown decoding settings {unknown}; DetectSpec has {sorted(known)}")
     if default is None:
         raise ValueError(f"{source} does not record its decoding settings, so they cannot be "
                          "partly overridden; pass a complete DetectSpec")
-    return dataclasses.replace(default, **spec)
+    return DetectSpec.from_dict({**dataclasses.asdict(default), **spec}, "decoding settings")
 
 
 def preset_spec(preset: Optional[str]) -> DetectSpec:
@@ -139,19 +135,9 @@ def preset_spec(preset: Optional[str]) -> DetectSpec:
         return DetectSpec()
 
 
-def _export_prefix(path: str) -> Optional[str]:
-    """The export prefix ``path`` names (the prefix itself or one of its three files)."""
-    for suffix in ("",) + EXPORT_SUFFIXES:
-        if path.endswith(suffix):
-            prefix = path[:len(path) - len(suffix)] if suffix else path
-            if os.path.isfile(prefix + EXPORT_SUFFIXES[0]):
-                return prefix
-    return None
-
-
 def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *,
                   preset: Optional[str] = None, classes: Optional[Sequence[str]] = None,
-                  ctx: mx.Context = mx.cpu()) -> LoadedDetector:
+                  ctx: mx.Context = mx.cpu()) -> LoadedModel:
     """Load a checkpoint file (``*.params`` from training or conversion) or an export prefix.
 
     Args:
@@ -170,24 +156,24 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
     """
     path = os.fspath(path)
     preset = get_preset(preset).name if preset is not None else None
-    prefix = _export_prefix(path)
+    prefix = export_prefix(path)
     if prefix is not None:
         return _load_export(prefix, spec, preset, classes, ctx)
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such checkpoint file or export prefix "
-                         f"(no {path}{EXPORT_SUFFIXES[0]} either)")
+                         f"(no {export_paths(path)['symbol']} either)")
     ssd, meta = load_checkpoint(path, preset, classes, ctx)
     detect_spec = _resolve_spec(preset_spec(meta.get("preset")), spec, path)
     net = DetectionNet(ssd, detect_spec)
     net.hybridize()
     side = meta.get("image_size") or ssd.spec.anchors.image_size
-    return LoadedDetector(net, tuple(ssd.classes), (int(side), int(side)), tuple(ssd.spec.mean),
+    return LoadedModel(net, tuple(ssd.classes), (int(side), int(side)), tuple(ssd.spec.mean),
                           tuple(ssd.spec.std), meta.get("preset"), path, detect_spec, ctx,
                           meta.get("config") or {})
 
 
 def _load_export(prefix: str, spec: SpecLike, preset: Optional[str],
-                 classes: Optional[Sequence[str]], ctx: mx.Context) -> LoadedDetector:
+                 classes: Optional[Sequence[str]], ctx: mx.Context) -> LoadedModel:
     """:func:`load_detector` for an export prefix."""
     meta = read_export_meta(prefix)
     check_identity(prefix, meta.get("preset"), meta["classes"], preset, classes)
@@ -195,39 +181,13 @@ def _load_export(prefix: str, spec: SpecLike, preset: Optional[str],
     block, meta = import_model(prefix, ctx, detect_spec)
     block.hybridize()
     info = meta["input"]
-    return LoadedDetector(block, tuple(meta["classes"]), tuple(info["image_size"]),
+    return LoadedModel(block, tuple(meta["classes"]), tuple(info["image_size"]),
                           tuple(info["mean"]), tuple(info["std"]), meta.get("preset"), prefix,
                           detect_spec, ctx)
 
 
 # ---------------------------------------------------------------------------------------------
 # Images.
-
-def load_image(image: ImageInput) -> np.ndarray:
-    """Any supported image as ``(H, W, 3)`` uint8 RGB numpy.
-
-    * a path: decoded by :func:`~gluon_ssd.data.datasets.read_image` (OpenCV: EXIF orientation
-      applied, grayscale repeated to RGB, alpha dropped); :class:`BadImageError` naming the file
-      if it is missing or not an image;
-    * a PIL image: EXIF orientation applied, converted to RGB;
-    * a uint8 array ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` (RGB) or ``(H, W, 4)`` (RGBA):
-      grayscale repeated, alpha dropped.
-    """
-    if isinstance(image, Image.Image):
-        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    if isinstance(image, mx.nd.NDArray):
-        image = image.asnumpy()
-    if not isinstance(image, np.ndarray):
-        return read_image(os.fspath(image)).asnumpy()
-    if image.dtype != np.uint8:
-        raise ValueError(f"image arrays must be uint8 (0..255), got {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape:
-        raise ValueError("image arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
-                         f"got {image.shape}")
-    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
-
 
 def _source(image: ImageInput, index: int) -> str:
     if isinstance(image, Image.Image):
@@ -246,27 +206,6 @@ def _as_sequence(images: Union[ImageInput, Sequence[ImageInput]]) -> List[ImageI
     return list(images)
 
 
-def find_images(inputs: Sequence[Union[str, "os.PathLike[str]"]]) -> Tuple[List[str], List[str]]:
-    """Expand folders: ``(image paths, skipped entries)``.
-
-    A folder contributes its files with an image extension (``.jpg .jpeg .png .bmp``, any case),
-    sorted by name, not its subfolders; every other entry is skipped. Paths that are not folders
-    are kept as given (a missing or undecodable one fails when it is read, named).
-    """
-    images, skipped = [], []
-    for item in map(os.fspath, inputs):
-        if not os.path.isdir(item):
-            images.append(item)
-            continue
-        for name in sorted(os.listdir(item)):
-            path = os.path.join(item, name)
-            if os.path.isfile(path) and name.lower().endswith(IMAGE_EXTENSIONS):
-                images.append(path)
-            else:
-                skipped.append(path)
-    return images, skipped
-
-
 # ---------------------------------------------------------------------------------------------
 # Detection.
 
@@ -275,7 +214,7 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
 
 
-def iter_detections(detector: LoadedDetector, images: Union[ImageInput, Sequence[ImageInput]],
+def iter_detections(detector: LoadedModel, images: Union[ImageInput, Sequence[ImageInput]],
                     threshold: float = 0.5, *, batch_size: int = 8, progress: bool = False,
                     on_error: Optional[Callable[[BadImageError], None]] = None
                     ) -> Iterator[Tuple[np.ndarray, Detections]]:
@@ -294,7 +233,7 @@ def iter_detections(detector: LoadedDetector, images: Union[ImageInput, Sequence
             loaded = []
             for index in range(start, min(start + batch_size, len(items))):
                 try:
-                    loaded.append((index, load_image(items[index])))
+                    loaded.append((index, read_image(items[index])))
                 except BadImageError as err:
                     bar.update(1)
                     if on_error is None:
@@ -315,14 +254,14 @@ def iter_detections(detector: LoadedDetector, images: Union[ImageInput, Sequence
                 bar.update(1)
 
 
-def detect(model: Union[LoadedDetector, str, "os.PathLike[str]"],
+def detect(model: Union[LoadedModel, str, "os.PathLike[str]"],
            images: Union[ImageInput, Sequence[ImageInput]], threshold: float = 0.5, *,
            spec: SpecLike = None, batch_size: int = 8, progress: bool = False,
            on_error: Optional[Callable[[BadImageError], None]] = None) -> List[Detections]:
     """Detect objects in one image or a sequence of images.
 
     Args:
-        model: a :class:`LoadedDetector`, or a checkpoint file / export prefix to load (with
+        model: a :class:`LoadedModel`, or a checkpoint file / export prefix to load (with
             ``spec``, see :func:`load_detector`).
         images: paths, PIL images or uint8 arrays (any size, aspect ratio, grayscale / RGB /
             RGBA; EXIF orientation applied), or one of them.
@@ -341,7 +280,7 @@ def detect(model: Union[LoadedDetector, str, "os.PathLike[str]"],
         for d in detect("runs/demo/checkpoint-best.params", ["a.jpg", "b.png"], threshold=0.4):
             print(d.source, list(zip(d.class_names, d.scores, d.boxes.round())))
     """
-    if isinstance(model, LoadedDetector):
+    if isinstance(model, LoadedModel):
         if spec is not None:
             raise ValueError("spec applies when a detector is loaded: pass it to load_detector")
         detector = model
@@ -360,9 +299,9 @@ def coco_results(results: Sequence[Detections]) -> List[Dict[str, Any]]:
     height]`` in pixels of the image, ``score``."""
     rows = []
     for d in results:
-        for c, s, (x0, y0, x1, y1) in zip(d.class_ids, d.scores, d.boxes.astype(np.float64)):
+        for c, s, box in zip(d.class_ids, d.scores, corner_to_xywh(d.boxes)):
             rows.append({"image_id": d.index, "file_name": d.source, "category_id": int(c),
-                         "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                         "bbox": [round(float(v), 2) for v in box],
                          "score": round(float(s), 5)})
     return rows
 

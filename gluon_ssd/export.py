@@ -3,50 +3,50 @@
 ``export_model`` writes ``PREFIX-symbol.json``, ``PREFIX-0000.params`` and ``PREFIX-meta.json``
 (classes, input size, the preprocessing the graph expects, the decoding settings). ``import_model``
 gives a ``gluon.SymbolBlock`` that maps ``data (B, 3, H, W)`` to ``(ids, scores, boxes)`` exactly
-as :class:`~gluon_ssd.model.detector.DetectionNet` does.
+as :class:`~gluon_ssd.model.head.DetectionNet` does.
 
 Decoding settings: the graph holds the detector with the :class:`~gluon_ssd.presets.DetectSpec`
 it was exported with (recorded in the metadata under ``detect``). The metadata also names the
 graph nodes of the SSD's raw outputs (``ssd_outputs``), so ``import_model(prefix, spec=...)`` can
-cut the graph there and put a new :class:`~gluon_ssd.model.detector.Detector` with other
+cut the graph there and put a new :class:`~gluon_ssd.model.head.DetectionHead` with other
 settings on top. A graph that cannot be cut (no ``ssd_outputs``, or a rewritten graph whose nodes
 were renamed) keeps its settings, and asking for others is a ``ValueError``.
 
-INT8: :func:`quantize_model` quantizes a detector's SSD with MXNet's ``quantize_net`` (oneDNN),
-calibrated on training images (:func:`calibration_batches`), and keeps the float32 detector
-head; :func:`export_quantized` writes it in the same three files (the metadata adds ``"dtype":
-"int8"`` and how it was calibrated). The SSD's output nodes keep their names, so an INT8 export
-can be re-decoded like a float32 one.
+INT8 exports (:mod:`gluon_ssd.quantize`) are the same three files; importing one needs nothing
+but this module.
 """
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import os
-import warnings
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import mxnet as mx
 from mxnet import gluon
-from mxnet.contrib.quantization import quantize_net_v2
-from tqdm import tqdm
 
-from .data import DetectionLoader, EvalTransform, get_dataset
-from .model.detector import DetectionNet
-from .presets import DetectSpec, ModelSpec
+from .boxes import DEFAULT_VARIANCES, BoxCoder
+from .model.head import DetectionNet
+from .presets import DetectSpec
+
+# The files of the export at PREFIX, named PREFIX + suffix; "symbol" first (it marks an export).
+EXPORT_SUFFIXES: Dict[str, str] = {"symbol": "-symbol.json", "params": "-0000.params",
+                                   "meta": "-meta.json"}
 
 
 def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
-                 preset: Optional[str] = None) -> Dict[str, str]:
-    """Write the graph, weights and preprocessing metadata of ``net``; return the three paths.
+                 preset: Optional[str] = None, *, extra_meta: Optional[Mapping[str, Any]] = None
+                 ) -> Dict[str, str]:
+    """Write the graph, weights and preprocessing metadata of ``net``; return the three paths
+    (:func:`export_paths`).
 
     Args:
-        net: the detector (SSD + Detector).
+        net: the detector (SSD + DetectionHead).
         prefix: output path prefix, e.g. ``out/ssd300``; its folder is created.
         image_size: ``(H, W)`` traced for the export (the input size detection resizes images
             to); the graph itself accepts other sizes.
         preset: the preset name recorded in the metadata (``None``: not known).
+        extra_meta: more top-level metadata entries (an INT8 export's ``dtype``, ...).
     """
     spec = net.ssd.spec
     folder = os.path.dirname(os.path.abspath(prefix))
@@ -65,8 +65,10 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
                   "mean": list(spec.mean), "std": list(spec.std)},
         "outputs": ["ids (B, K, 1)", "scores (B, K, 1)",
                     "boxes (B, K, 4) normalised xmin, ymin, xmax, ymax"],
-        "detect": dataclasses.asdict(net.detector.spec),
+        "detect": dataclasses.asdict(net.head.spec),
+        "variances": list(net.head.coder.variances),
         "ssd_outputs": ssd_outputs,
+        **(extra_meta or {}),
     }
     paths = export_paths(prefix)
     with open(paths["meta"], "w") as f:
@@ -76,20 +78,33 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
 
 def export_paths(prefix: str) -> Dict[str, str]:
     """The three files of the export at ``prefix``: ``symbol``, ``params``, ``meta``."""
-    return {"symbol": f"{prefix}-symbol.json", "params": f"{prefix}-0000.params",
-            "meta": f"{prefix}-meta.json"}
+    return {kind: prefix + suffix for kind, suffix in EXPORT_SUFFIXES.items()}
+
+
+def export_prefix(path: str) -> Optional[str]:
+    """The prefix of the export ``path`` names (the prefix itself or one of its three files);
+    ``None`` when no export's symbol file is there."""
+    for suffix in ("",) + tuple(EXPORT_SUFFIXES.values()):
+        if path.endswith(suffix):
+            prefix = path[:len(path) - len(suffix)] if suffix else path
+            if os.path.isfile(export_paths(prefix)["symbol"]):
+                return prefix
+    return None
 
 
 def exported_spec(meta: Dict[str, Any], source: str) -> Optional[DetectSpec]:
     """The :class:`DetectSpec` an export's graph decodes with (``None`` if not recorded)."""
     if "detect" not in meta:
         return None
-    try:
-        return DetectSpec(**{k: tuple(v) if isinstance(v, list) else v
-                             for k, v in meta["detect"].items()})
-    except TypeError as err:
-        raise ValueError(f"{source}: unreadable decoding settings {meta['detect']}: "
-                         f"{err}") from None
+    settings = {k: v for k, v in meta["detect"].items() if k != "variances"}  # see exported_coder
+    return DetectSpec.from_dict(settings, source)
+
+
+def exported_coder(meta: Dict[str, Any]) -> BoxCoder:
+    """The box coder an export's graph decodes with: its ``variances`` (exports written before
+    they moved into the model spec kept them among the decoding settings)."""
+    legacy = meta.get("detect", {}).get("variances", DEFAULT_VARIANCES)
+    return BoxCoder(tuple(meta.get("variances", legacy)))
 
 
 def read_export_meta(prefix: str) -> Dict[str, Any]:
@@ -109,7 +124,7 @@ def import_model(prefix: str, ctx: mx.Context = mx.cpu(), spec: Optional[DetectS
 
     With ``spec`` (decoding settings) other than the exported ones, the graph is cut at the
     SSD's raw outputs and decoded by a new detector: the block is then a
-    :class:`~gluon_ssd.model.detector.DetectionNet` around a ``SymbolBlock`` of the SSD, and
+    :class:`~gluon_ssd.model.head.DetectionNet` around a ``SymbolBlock`` of the SSD, and
     ``meta["detect"]`` states the new settings. Otherwise it is the plain ``SymbolBlock``.
 
     Raises:
@@ -134,7 +149,7 @@ def import_model(prefix: str, ctx: mx.Context = mx.cpu(), spec: Optional[DetectS
             f"its graph cannot be cut at the SSD's outputs to decode with {spec}; export the "
             "checkpoint again with the settings wanted (gluon-ssd export --nms ...)")
     ssd = _symbol_block(mx.sym.Group([internals[n] for n in names]), paths["params"], ctx)
-    block = DetectionNet(ssd, spec)
+    block = DetectionNet(ssd, spec, exported_coder(meta))
     block.hybridize()
     return block, dict(meta, detect=dataclasses.asdict(spec))
 
@@ -146,176 +161,3 @@ def _symbol_block(outputs: mx.sym.Symbol, params: str, ctx: mx.Context) -> gluon
     block.collect_params().load(params, ctx=ctx, ignore_extra=True, cast_dtype=True,
                                 dtype_source="saved")
     return block
-
-
-# ---------------------------------------------------------------------------------------------
-# INT8: quantization with oneDNN (MXNet's quantize_net), exported in the same layout.
-
-CALIB_MODES = ("naive", "entropy")
-# Operators kept in float32 in the INT8 graph. Flatten and Concat only lay the predictors' maps
-# out as ``(B, N, C+1)`` / ``(B, N*4)``; quantized, they would requantize the class logits and
-# box offsets of all layers to one common int8 scale, losing precision for no speed (their inputs
-# are dequantized anyway after the float32 transposes). L2Normalization, the anchor generator
-# and the detector (softmax, decoding, NMS) have no INT8 kernels and stay float32 by themselves.
-FP32_OPERATORS = ("Flatten", "Concat")
-
-
-@dataclasses.dataclass(frozen=True)
-class Calibration:
-    """How an INT8 model was calibrated (recorded in its export's metadata).
-
-    Attributes:
-        mode: ``"naive"``: each quantized output's range is its min and max over the calibration
-            images; ``"entropy"``: the range minimising the KL divergence between the float32
-            and the int8 distribution of the output (clips rare outliers).
-        batches, images: how many calibration batches and images were run.
-        source: where the images came from, e.g. ``"synthetic (train split)"``.
-        fp32_operators: operator types kept in float32.
-    """
-
-    mode: str
-    batches: int
-    images: int
-    source: str = ""
-    fp32_operators: Tuple[str, ...] = FP32_OPERATORS
-
-
-class QuantizedSSD(gluon.HybridBlock):
-    """An SSD whose convolutions, poolings and ReLUs run in INT8 (a ``SymbolBlock`` from
-    ``quantize_net``), with the float32 SSD's ``spec`` and ``classes``, so that
-    :class:`~gluon_ssd.model.detector.DetectionNet` and :func:`export_model` take it as an SSD.
-
-    Forward as :class:`~gluon_ssd.model.ssd.SSD`: ``x (B, 3, H, W)`` -> ``cls_preds (B, N, C+1)``,
-    ``box_preds (B, N*4)``, ``anchors (1, N, 4)`` (normalised corners), all float32.
-    """
-
-    def __init__(self, graph: gluon.SymbolBlock, spec: ModelSpec, classes: Sequence[str],
-                 calibration: Calibration, **kwargs):
-        super().__init__(**kwargs)
-        self.graph = graph
-        self.spec = spec
-        self.classes = tuple(classes)
-        self.calibration = calibration
-
-    def hybrid_forward(self, F, x):
-        return self.graph(x)
-
-
-class _CalibrationIter(mx.io.DataIter):
-    """Image batches ``(B, 3, H, W)`` as the ``DataIter`` that ``quantize_net`` reads (input
-    ``data``), ticking a progress bar per batch."""
-
-    def __init__(self, batches: Sequence[mx.nd.NDArray], bar: tqdm):
-        super().__init__(batches[0].shape[0])
-        self.provide_data = [mx.io.DataDesc("data", batches[0].shape)]
-        self.provide_label = []
-        self._batches = batches
-        self._bar = bar
-        self._next = 0
-
-    def reset(self) -> None:
-        self._next = 0
-
-    def next(self) -> mx.io.DataBatch:
-        if self._next == len(self._batches):
-            raise StopIteration
-        batch = self._batches[self._next]
-        self._next += 1
-        self._bar.update(1)
-        return mx.io.DataBatch([batch], pad=0)
-
-
-def calibration_batches(data: str, image_size: Tuple[int, int], mean: Sequence[float],
-                        std: Sequence[float], batch_size: int, *, root: Optional[str] = None,
-                        seed: int = 0) -> Iterable[mx.nd.NDArray]:
-    """Preprocessed images ``(batch_size, 3, H, W)`` from the training split of ``data``
-    (``synthetic``, ``voc``, ``coco`` or a dataset folder, see
-    :func:`~gluon_ssd.data.datasets.get_dataset`), resized to ``image_size`` without
-    augmentation, in an order shuffled by ``seed``.
-
-    Raises:
-        ValueError: an unknown dataset or missing folder, or a split with fewer than
-            ``batch_size`` images.
-    """
-    dataset = get_dataset(data, "train", root=root, size=tuple(image_size), seed=seed)
-    if len(dataset) < batch_size:
-        raise ValueError(f"the training split of {data!r} has {len(dataset)} images, fewer "
-                         f"than one calibration batch of {batch_size}")
-    loader = DetectionLoader(dataset, EvalTransform(tuple(image_size), mean, std), batch_size,
-                             shuffle=True, seed=seed, last_batch="discard")
-    return (images.as_in_context(mx.cpu()) for images, _ in loader.epoch(0))
-
-
-def quantize_model(net: DetectionNet, batches: Iterable[mx.nd.NDArray], num_batches: int,
-                   mode: str = "naive", source: str = "", progress: bool = False) -> DetectionNet:
-    """An INT8 copy of a float32 detector, calibrated on ``num_batches`` image batches.
-
-    The SSD goes through ``mxnet.contrib.quantization.quantize_net`` (oneDNN): batch
-    normalisation folded into the convolutions, which run in INT8 with ReLU and pooling
-    (``uint8``/``int8`` chosen per output by its calibrated range); :data:`FP32_OPERATORS`, and
-    every operator without an INT8 kernel, stay float32. The detector head on top (softmax,
-    decoding, NMS) is ``net``'s own, in float32, with the same :class:`DetectSpec`.
-
-    Args:
-        net: the float32 detector (an SSD in a :class:`DetectionNet`); its weights are left
-            unchanged (``quantize_net`` hybridizes its SSD again, without static allocation).
-        batches: preprocessed images ``(B, 3, H, W)`` (see :func:`calibration_batches`); the
-            first ``num_batches`` are used.
-        num_batches: calibration batches to run (>= 1).
-        mode: one of :data:`CALIB_MODES`.
-        source: a description of the images, recorded in :class:`Calibration`.
-        progress: show tqdm bars (loading, then the calibration passes).
-
-    Returns:
-        A :class:`DetectionNet` around a :class:`QuantizedSSD` (``net.ssd.calibration`` says how
-        it was calibrated): ``x (B, 3, H, W)`` -> ``(ids, scores, boxes)`` as ``net``.
-
-    Raises:
-        ValueError: an unknown ``mode``, ``num_batches < 1``, no images in ``batches``, or a
-            detector that is already quantized.
-    """
-    if mode not in CALIB_MODES:
-        raise ValueError(f"unknown calibration mode {mode!r}; choose one of {CALIB_MODES}")
-    if num_batches < 1:
-        raise ValueError(f"at least one calibration batch is needed, got {num_batches}")
-    if isinstance(net.ssd, QuantizedSSD):
-        raise ValueError("the detector is already quantized")
-    images = list(tqdm(itertools.islice(batches, num_batches), total=num_batches,
-                       desc="calibration images", disable=not progress, leave=False))
-    if not images:
-        raise ValueError(f"no calibration images in {source or 'the calibration data'}")
-    ssd = net.ssd
-    with tqdm(total=len(images), desc=f"calibrate ({mode})", disable=not progress,
-              leave=False) as bar, warnings.catch_warnings():
-        # quantize_net builds its SymbolBlock without the input's dtype: a harmless warning.
-        # (quantize_net_v2 is what quantize_net calls, minus its deprecation warning.)
-        warnings.filterwarnings("ignore", message="Cannot decide type")
-        graph = quantize_net_v2(ssd, quantized_dtype="auto", quantize_mode="full",
-                                exclude_operators=list(FP32_OPERATORS),
-                                calib_data=_CalibrationIter(images, bar), calib_mode=mode,
-                                ctx=mx.cpu())
-    calibration = Calibration(mode, len(images), sum(b.shape[0] for b in images), source)
-    int8 = DetectionNet(QuantizedSSD(graph, ssd.spec, ssd.classes, calibration),
-                        net.detector.spec)
-    int8.hybridize()
-    return int8
-
-
-def export_quantized(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
-                     preset: Optional[str] = None) -> Dict[str, str]:
-    """:func:`export_model` for a detector from :func:`quantize_model`: the same three files
-    (``load_detector``, ``gluon-ssd detect`` and ``evaluate`` take them as any export), the
-    metadata adding ``"dtype": "int8"`` and ``"quantization"`` (:class:`Calibration`'s fields).
-    The graph needs an MXNet built with oneDNN (MKLDNN) to run."""
-    if not isinstance(net.ssd, QuantizedSSD):
-        raise ValueError("export_quantized takes a detector made by quantize_model; "
-                         "use export_model for a float32 one")
-    paths = export_model(net, prefix, image_size, preset)
-    with open(paths["meta"]) as f:
-        meta = json.load(f)
-    meta["dtype"] = "int8"
-    meta["quantization"] = dict(dataclasses.asdict(net.ssd.calibration),
-                                tool="mxnet.contrib.quantization.quantize_net (oneDNN)")
-    with open(paths["meta"], "w") as f:
-        json.dump(meta, f, indent=2)
-    return paths

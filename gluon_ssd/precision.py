@@ -25,7 +25,6 @@ Two adjustments to MXNet 1.9.1's bfloat16 lists make AMP trace an SSD:
 from __future__ import annotations
 
 import os
-import warnings
 from typing import List
 
 import mxnet as mx
@@ -62,7 +61,8 @@ def enable_bf16() -> None:
     """Switch this process to bfloat16 mixed precision (irreversible; see the module doc).
 
     Raises:
-        ValueError: MXNet was built without oneDNN (MKLDNN), which has the CPU's BF16 kernels.
+        ValueError: MXNet was built without oneDNN (MKLDNN), which has the CPU's BF16 kernels, or
+            the CPU lacks AVX512-BF16, without which oneDNN 2.4.4 cannot create them.
     """
     from mxnet.contrib import amp
 
@@ -70,7 +70,8 @@ def enable_bf16() -> None:
         raise ValueError("--dtype bf16 needs an MXNet built with oneDNN (MKLDNN): its CPU "
                          "bfloat16 kernels are oneDNN's; this build has none")
     if "avx512_bf16" not in cpu_flags():
-        warnings.warn("this CPU lacks AVX512-BF16: oneDNN emulates bfloat16 (slow) or fails")
+        raise ValueError("--dtype bf16 needs a CPU with AVX512-BF16: oneDNN 2.4.4 (MXNet 1.9.1) "
+                         "has no bfloat16 convolutions for this one; train in float32")
     amp.init(target_dtype="bfloat16", fp32_ops=bf16_fp32_operators())
 
 

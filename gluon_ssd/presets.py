@@ -9,10 +9,63 @@ image of side ``image_size``. Dividing by ``image_size`` gives MultiBoxPrior's n
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field, replace
-from typing import Dict, Tuple
+from typing import Any, Dict, Mapping, Tuple, Type, TypeVar
+
+from .boxes import DEFAULT_VARIANCES, BoxCoder
 
 Conv = Tuple[int, int, int, int]  # (channels, kernel, stride, padding)
+S = TypeVar("S", bound="Spec")
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists (nested too) -> tuples, as the frozen specs hold them."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class Spec:
+    """Base of gluon-ssd's configuration dataclasses (the presets' specs, the data and training
+    configs): :meth:`from_dict` is the one way back from a dict (``dataclasses.asdict``'s output,
+    a checkpoint's or an export's JSON, parsed command-line arguments)."""
+
+    @classmethod
+    def from_dict(cls: Type[S], d: Mapping[str, Any], source: str = "", *,
+                  ignore_unknown: bool = False) -> S:
+        """The spec whose fields ``d`` holds: lists become tuples, nested specs are rebuilt,
+        absent fields keep their defaults.
+
+        Args:
+            d: field name -> value.
+            source: where ``d`` comes from (e.g. a file name), to start error messages.
+            ignore_unknown: leave out keys that are not fields (a wider record, such as a
+                training config for the data config it contains), instead of refusing them.
+
+        Raises:
+            ValueError: ``d`` is not a mapping, has a field ``cls`` does not know (unless
+                ``ignore_unknown``), or lacks one without a default.
+        """
+        where = f"{source}: " if source else ""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"{where}{cls.__name__} must be a JSON object, got {d!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if ignore_unknown:
+            d = {k: v for k, v in d.items() if k in fields}
+        elif unknown:
+            raise ValueError(f"{where}unknown {cls.__name__} field(s) {unknown}; it has "
+                             f"{sorted(fields)}")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for name, value in d.items():
+            kind = hints.get(name)
+            nested = isinstance(kind, type) and issubclass(kind, Spec)
+            values[name] = kind.from_dict(value, source) if nested else _tuples(value)
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}bad {cls.__name__} {dict(d)}: {err}") from None
 
 # The aspect-ratio sets of the paper, written as MultiBoxPrior wants them: ratio 1 first.
 RATIOS_3 = (1.0, 2.0, 0.5)
@@ -20,7 +73,7 @@ RATIOS_5 = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0)
 
 
 @dataclass(frozen=True)
-class AnchorSpec:
+class AnchorSpec(Spec):
     """Default boxes of an SSD, one entry per feature map (layer k = 0 .. m-1).
 
     Attributes:
@@ -43,7 +96,7 @@ class AnchorSpec:
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
+class BackboneSpec(Spec):
     """VGG16 as SSD uses it (atrous fc6/fc7, L2Norm on conv4_3) plus the extra feature layers.
 
     Attributes:
@@ -64,11 +117,10 @@ class BackboneSpec:
 
 
 @dataclass(frozen=True)
-class DetectSpec:
+class DetectSpec(Spec):
     """Decoding and non-maximum suppression (MultiBoxDetection's settings).
 
     Attributes:
-        variances: the box-encoding variances (x, y, w, h), shared with the targets.
         nms_threshold: IoU above which the lower-scoring box of the same class is dropped.
         nms_topk: boxes kept (by score) before NMS.
         score_threshold: boxes under this class probability are dropped.
@@ -80,7 +132,6 @@ class DetectSpec:
             ``DetectionOutput`` and GluonCV's SSD).
     """
 
-    variances: Tuple[float, float, float, float] = (0.1, 0.1, 0.2, 0.2)
     nms_threshold: float = 0.45
     nms_topk: int = 400
     score_threshold: float = 0.01
@@ -90,23 +141,31 @@ class DetectSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Spec):
     """Everything that fixes the network's topology and its inputs.
 
     Attributes:
         backbone: the base network and extra layers.
         anchors: the default boxes (one layer per backbone output).
         mean, std: RGB normalisation applied to 0..1 images before the network.
+        variances: the box coder's variances (x, y, w, h): the targets encode and the detection
+            head decodes with :attr:`coder`, so the two always agree.
     """
 
     backbone: BackboneSpec
     anchors: AnchorSpec
     mean: Tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+    variances: Tuple[float, float, float, float] = DEFAULT_VARIANCES
+
+    @property
+    def coder(self) -> BoxCoder:
+        """The box coder of this model (:class:`~gluon_ssd.boxes.BoxCoder`)."""
+        return BoxCoder(self.variances)
 
 
 @dataclass(frozen=True)
-class TrainSpec:
+class TrainSpec(Spec):
     """Optimiser, schedule and recipe of a preset (used by ``train.py``).
 
     ``mining``: hard negative mining (3 negatives per positive) in the loss, else every
@@ -129,7 +188,7 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
-class Preset:
+class Preset(Spec):
     """A named configuration: network, decoding and training."""
 
     name: str
@@ -175,8 +234,8 @@ SSD512_ANCHORS = AnchorSpec(
 # paper's scales s_k = 0.2 ... 0.9 (Sec. 2.2, s_min = 0.2, s_max = 0.9) plus s_7 = 1.04 for the
 # last layer's extra box, times 192 px. SSD300's Caffe/VOC sizes start at 0.1 for small objects;
 # SyntheticShapes has none under 0.22 of the side, and with the paper's scales every object
-# matches about 4x more anchors at IoU >= 0.5 (18 instead of 5): measured in
-# benchmarks/README.md, 0.89 instead of 0.79 VOC07 mAP after the same number of images.
+# matches several times more anchors at IoU > 0.5, which trains faster (benchmarks/README.md
+# has the measurement).
 DEMO_ANCHORS = AnchorSpec(
     image_size=192,
     feature_maps=(24, 12, 6, 3, 2, 1),
@@ -203,15 +262,14 @@ PRESETS: Dict[str, Preset] = {
         ModelSpec(BackboneSpec(extras=HALVING_EXTRAS, width=0.125, batch_norm=True), DEMO_ANCHORS),
         # The paper's decoding (Caffe's DetectionOutput): every class of every anchor is a
         # candidate, so an anchor unsure between two shapes still finds the object as its second
-        # class. On four 10-minute demo models it found every validation object of 1-2 more
-        # classes than MultiBoxDetection and gained 0.2-1.6 VOC07 points (benchmarks/README.md).
+        # class, which MultiBoxDetection's one-class-per-anchor rule loses (benchmarks/README.md).
         detect=DetectSpec(decoder="per_class"),
         train=TrainSpec(
             optimizer="adam", learning_rate=2e-3, weight_decay=1e-4, batch_size=16, epochs=6,
             warmup_epochs=0.2, schedule="cosine", lr_steps=(), eval_every=1,
             # Hard negative mining as in the paper, but no augmentation: the synthetic data are
-            # endless, so the paper's zoom-out/crop only make the images harder in a 10-minute
-            # CPU budget (benchmarks/bench_demo_accuracy.py measures both).
+            # endless, so the paper's zoom-out/crop only make the images harder in a short CPU
+            # budget (benchmarks/bench_demo_accuracy.py measures both).
             mining=True, augment=False,
         ),
     ),

@@ -25,19 +25,22 @@ from tqdm import tqdm
 
 from .checkpoint import (model_from_checkpoint, read_checkpoint, restore_optimizer,
                          save_checkpoint)
-from .data import DetectionLoader, EvalTransform, TrainTransform, get_dataset
-from .distributed import Cluster, WorkerRecord, connect
-from .evaluate import evaluate_voc
-from .loss import SSDLoss
-from .model.detector import DetectionNet
+from .data.datasets import DataConfig, build_split
+from .data.transforms import Batch, DetectionLoader, TrainTransform
+from .distributed.cluster import Cluster, WorkerRecord, connect
+from .evaluation.run import evaluate, evaluation_loader
+from .loss import LossParts, SSDLoss
+from .model.head import DetectionNet
 from .model.ssd import SSD
 from .model.weights import load_base
 from .precision import set_training_dtype
-from .presets import Preset, TrainSpec, get_preset
+from .presets import Preset, Spec, TrainSpec, get_preset
 from .targets import multibox_targets
-from .visualize import plot_detection_grid, plot_training_curves
 
 LAST, BEST = "checkpoint-last.params", "checkpoint-best.params"
+LOG = "log.json"
+VALIDATION_METRIC = "voc07"  # what EpochRecord.val_map and the best checkpoint go by
+LOGGED_LOSSES = ("loss", "confidence", "localization")  # EpochRecord's names, see logged_losses
 
 
 class TrainingDiverged(RuntimeError):
@@ -45,7 +48,7 @@ class TrainingDiverged(RuntimeError):
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Spec):
     """What ``gluon-ssd train`` runs. ``None`` fields take the preset's value.
 
     Attributes:
@@ -65,10 +68,10 @@ class TrainConfig:
         dtype: ``float32``, or ``bf16`` for bfloat16 mixed precision (``mxnet.contrib.amp`` on
             oneDNN; switches the whole process, see :mod:`gluon_ssd.precision`).
         kvstore: ``local``, ``device``, ``dist_sync``, ``dist_async`` or ``horovod`` (see
-            :mod:`gluon_ssd.distributed`); ``batch_size`` is per worker, rank 0 logs, evaluates
-            and writes checkpoints and pictures.
+            :mod:`gluon_ssd.distributed.cluster`); ``batch_size`` is per worker, rank 0 logs,
+            evaluates and writes the checkpoints and logs (and its caller the pictures).
         record_workers: every worker writes ``worker-<rank>.jsonl`` / ``.params`` (see
-            :class:`~gluon_ssd.distributed.WorkerRecord`), to check a distributed run.
+            :class:`~gluon_ssd.distributed.cluster.WorkerRecord`), to check a distributed run.
     """
 
     preset: str = "demo"
@@ -173,17 +176,20 @@ def make_trainer(net: SSD, spec: TrainSpec, lr: float, cluster: Optional[Cluster
     return (cluster or Cluster()).trainer(net.collect_params(), spec.optimizer, params)
 
 
-def run_dataset(cfg: TrainConfig, split: str, size: Tuple[int, int]) -> gluon.data.Dataset:
-    """Split ``split`` of ``cfg.data`` as a run with config ``cfg`` uses it (``gluon-ssd
-    evaluate`` rebuilds a checkpoint's validation data with it): synthetic images are
-    ``size = (H, W)``, ``cfg.train_size`` of them for ``"train"``, ``cfg.val_size`` otherwise."""
-    length = cfg.train_size if split == "train" else cfg.val_size
-    return get_dataset(cfg.data, split, root=cfg.data_root, size=size, length=length,
-                       seed=cfg.seed, skip_bad=cfg.skip_bad, cache_mb=cfg.cache_mb)
+def logged_losses(parts: LossParts) -> Dict[str, np.float32]:
+    """A step's losses under the names of :data:`LOGGED_LOSSES` (``EpochRecord``'s fields):
+    ``loss`` is the total, ``confidence`` and ``localization`` its parts."""
+    return {"loss": parts.total.asscalar(), "confidence": parts.confidence.asscalar(),
+            "localization": parts.localization.asscalar()}
 
 
 class Run:
-    """State of one training run: the network, data, optimiser and history."""
+    """State of one training run: the network, data, optimiser and history.
+
+    Built in order: the process set-up (dtype, cluster), the settings (config or preset),
+    the data and this worker's shard, the loaders, then the model and optimiser (fresh or
+    resumed), each by one method below.
+    """
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -191,7 +197,21 @@ class Run:
         self.cluster: Cluster = connect(cfg.kvstore)
         self.progress = cfg.progress and self.cluster.is_root
         self.preset: Preset = get_preset(cfg.preset)
-        spec = self.preset.train
+        self._resolve_settings()
+        self._build_data()
+        self._build_loaders()
+        self.loss = SSDLoss(mining=self.mining)
+        self.history: List[EpochRecord] = []
+        self.best_map = -1.0
+        self.start_epoch = 0
+        self.iteration = 0
+        self._build_model()
+        self.record = (WorkerRecord(cfg.out, self.cluster.rank, self.net)
+                       if cfg.record_workers else None)
+
+    def _resolve_settings(self) -> None:
+        """Every ``None`` of the config takes the preset's value."""
+        cfg, spec = self.cfg, self.preset.train
         self.epochs = cfg.epochs or spec.epochs
         self.batch_size = cfg.batch_size or spec.batch_size
         self.base_lr = cfg.learning_rate or spec.learning_rate
@@ -199,56 +219,60 @@ class Run:
         self.mining = spec.mining if cfg.mining is None else cfg.mining
         self.augment = spec.augment if cfg.augment is None else cfg.augment
         self.size = cfg.image_size or self.preset.model.anchors.image_size
-        mean, std = self.preset.model.mean, self.preset.model.std
-        self.train_data = run_dataset(cfg, "train", (self.size, self.size))
-        self.val_data = run_dataset(cfg, "val", (self.size, self.size))
+
+    def _build_data(self) -> None:
+        """Both splits (:func:`~gluon_ssd.data.datasets.build_split`) and this worker's equal
+        share of the training split (equal shares: every worker takes the same steps)."""
+        data = DataConfig.from_dict(dataclasses.asdict(self.cfg), ignore_unknown=True)
+        self.train_data = build_split(data, "train", (self.size, self.size))
+        self.val_data = build_split(data, "val", (self.size, self.size))
         if len(self.train_data) == 0:
-            raise ValueError(f"the training split of {cfg.data!r} is empty")
+            raise ValueError(f"the training split of {self.cfg.data!r} is empty")
         self.classes = tuple(self.train_data.classes)
-        self.train_shard = self.cluster.shard(self.train_data)  # equal shares: equal steps
+        self.train_shard = self.cluster.shard(self.train_data)
         if len(self.train_shard) < self.batch_size:
             raise ValueError(f"{len(self.train_shard)} training images per worker "
                              f"({len(self.train_data)} in all, {self.cluster.num_workers} "
                              f"workers) are fewer than one batch of {self.batch_size}")
-        size = (self.size, self.size)
-        self.train_loader = DetectionLoader(
-            self.train_shard, TrainTransform(size, mean, std, augment=self.augment),
-            self.batch_size, shuffle=True, seed=cfg.seed, last_batch="discard",
-            num_workers=cfg.num_workers)
-        self.val_loader = DetectionLoader(self.val_data, EvalTransform(size, mean, std),
-                                          self.batch_size, shuffle=False,
-                                          num_workers=cfg.num_workers)
-        self.loss = SSDLoss(mining=self.mining)
-        self.history: List[EpochRecord] = []
-        self.best_map = -1.0
-        self.start_epoch = 0
-        self.iteration = 0
-        self._build(cfg)
-        self.record = (WorkerRecord(cfg.out, self.cluster.rank, self.net)
-                       if cfg.record_workers else None)
 
-    def _build(self, cfg: TrainConfig) -> None:
-        last = os.path.join(cfg.out, LAST)
-        if cfg.resume and os.path.exists(last):
-            arrays, meta = read_checkpoint(last)
-            self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes)
-            self.trainer = self._make_trainer(meta["iteration"])
-            restore_optimizer(self.net, self.trainer, arrays, meta["optimizer"])
-            self.start_epoch = meta["epoch"] + 1
-            self.iteration = meta["iteration"]
-            self.best_map = meta["best_map"]
-            self.history = [EpochRecord(**r) for r in meta["history"]]
+    def _build_loaders(self) -> None:
+        """The augmented training batches and the validation batches (evaluation's own)."""
+        size, model = (self.size, self.size), self.preset.model
+        self.train_loader = DetectionLoader(
+            self.train_shard, TrainTransform(size, model.mean, model.std, augment=self.augment),
+            self.batch_size, shuffle=True, seed=self.cfg.seed, last_batch="discard",
+            num_workers=self.cfg.num_workers)
+        self.val_loader = evaluation_loader(self.val_data, size, model.mean, model.std,
+                                            self.batch_size, self.cfg.num_workers)
+
+    def _build_model(self) -> None:
+        """The SSD and its optimiser, resumed from ``out/checkpoint-last.params`` if asked and
+        present, else fresh; the detector validation runs and the anchors targets match."""
+        last = os.path.join(self.cfg.out, LAST)
+        if self.cfg.resume and os.path.exists(last):
+            self._resume(last)
         else:
-            mx.random.seed(cfg.seed)
+            mx.random.seed(self.cfg.seed)
             self.net = SSD(self.preset.model, self.classes)
             self.net.initialize(ctx=mx.cpu())
-            if cfg.pretrained_base:
-                load_base(self.net, cfg.pretrained_base)
+            if self.cfg.pretrained_base:
+                load_base(self.net, self.cfg.pretrained_base)
             self.trainer = self._make_trainer(0)
         self.net.hybridize(static_alloc=True, static_shape=True)
         self.detector = DetectionNet(self.net, self.preset.detect)
         self.detector.hybridize(static_alloc=True, static_shape=True)
         self.anchors = self.net(mx.nd.zeros((1, 3, self.size, self.size)))[2]
+
+    def _resume(self, last: str) -> None:
+        """Model, optimiser state, position and history from the checkpoint ``last``."""
+        arrays, meta = read_checkpoint(last)
+        self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes)
+        self.trainer = self._make_trainer(meta["iteration"])
+        restore_optimizer(self.net, self.trainer, arrays, meta["optimizer"])
+        self.start_epoch = meta["epoch"] + 1
+        self.iteration = meta["iteration"]
+        self.best_map = meta["best_map"]
+        self.history = [EpochRecord(**r) for r in meta["history"]]
 
     def _make_trainer(self, iteration: int) -> gluon.Trainer:
         """The trainer; with ``dist_async`` the servers' optimiser gets the schedule, resumed at
@@ -268,51 +292,66 @@ class Run:
                 "config": dataclasses.asdict(self.cfg)}
 
     def train_epoch(self, epoch: int) -> EpochRecord:
+        """One pass over this worker's training shard; the epoch's log line (mean losses over
+        every worker, timing of this one)."""
         loader = self.train_loader
-        sums = np.zeros(3)
+        sums = dict.fromkeys(LOGGED_LOSSES, 0.0)
         images, load_time, step_time = 0, 0.0, 0.0
         bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{self.epochs}",
                    disable=not self.progress, leave=False)
         indices = loader.batch_indices(epoch) if self.record else None
         tick = time.perf_counter()
-        for i, (batch, labels) in enumerate(loader.epoch(epoch)):
-            batch = batch.as_in_context(mx.cpu())  # workers hand over shared-memory arrays
+        for i, batch in enumerate(loader.epoch(epoch)):
             start = time.perf_counter()
             load_time += start - tick
             lr = learning_rate(self.preset.train, self.base_lr, epoch + i / len(loader),
                                self.epochs)
-            if not self.cluster.updates_on_servers:  # there the servers' schedule applies
-                self.trainer.set_learning_rate(lr)
-            if self.record:
-                self.record.before_step()
-            parts = self.step(batch, labels)
-            mx.nd.waitall()  # the backward pass and update run asynchronously: time them here
-            values = np.array([parts.total.asscalar(), parts.confidence.asscalar(),
-                               parts.localization.asscalar()])
-            if not np.isfinite(values).all():
-                last = os.path.join(self.cfg.out, LAST)
-                kept = (f"the last good checkpoint is {last}" if os.path.exists(last)
-                        else "no checkpoint was written yet")
-                raise TrainingDiverged(f"loss became {values[0]} at epoch {epoch + 1}, "
-                                       f"iteration {self.iteration}; {kept}")
-            if self.record:
-                self.record.after_step(
-                    epoch=epoch, iteration=self.iteration, learning_rate=lr,
-                    optimizer_lr=self.trainer.learning_rate, loss=float(values[0]),
-                    indices=[self.train_shard.indices[k] for k in indices[i]])
-            sums += values * batch.shape[0]
-            images += batch.shape[0]
+            losses = self._logged_step(batch, epoch, lr,
+                                       indices[i] if indices is not None else None)
+            count = batch.images.shape[0]
+            for name, value in losses.items():  # float32 products, as the log always had
+                sums[name] += np.float32(value) * np.float32(count)
+            images += count
             tick = time.perf_counter()
             step_time += tick - start
             bar.update(1)
-            bar.set_postfix(loss=f"{values[0]:.3f}", conf=f"{values[1]:.3f}",
-                            loc=f"{values[2]:.3f}", ips=f"{images / max(step_time + load_time, 1e-9):.1f}")
+            bar.set_postfix(loss=f"{losses['loss']:.3f}", conf=f"{losses['confidence']:.3f}",
+                            loc=f"{losses['localization']:.3f}",
+                            ips=f"{images / max(step_time + load_time, 1e-9):.1f}")
         bar.close()
-        mean = sums / max(images, 1)
+        mean = {name: total / max(images, 1) for name, total in sums.items()}
         if self.cluster.num_workers > 1 and not self.cluster.updates_on_servers:
-            mean = self._average_over_workers(mean)
-        return EpochRecord(epoch + 1, self.iteration, lr, *map(float, mean),
-                           images / max(step_time + load_time, 1e-9), load_time, step_time)
+            mean = dict(zip(mean, self._average_over_workers(np.array(list(mean.values())))))
+        return EpochRecord(epoch + 1, self.iteration, lr,
+                           **{name: float(value) for name, value in mean.items()},
+                           images_per_second=images / max(step_time + load_time, 1e-9),
+                           load_seconds=load_time, step_seconds=step_time)
+
+    def _logged_step(self, batch: Batch, epoch: int, lr: float,
+                     indices: Optional[List[int]]) -> Dict[str, float]:
+        """:meth:`step` at learning rate ``lr``, recorded for a worker check if asked
+        (``indices``: the batch's shard indices); the logged losses (:func:`logged_losses`).
+        ``TrainingDiverged`` if a loss is not finite."""
+        images = batch.images.as_in_context(mx.cpu())  # workers hand over shared-memory arrays
+        if not self.cluster.updates_on_servers:  # there the servers' schedule applies
+            self.trainer.set_learning_rate(lr)
+        if self.record:
+            self.record.before_step()
+        parts = self.step(images, batch.labels)
+        mx.nd.waitall()  # the backward pass and update run asynchronously: time them here
+        losses = logged_losses(parts)
+        if not all(np.isfinite(v) for v in losses.values()):
+            last = os.path.join(self.cfg.out, LAST)
+            kept = (f"the last good checkpoint is {last}" if os.path.exists(last)
+                    else "no checkpoint was written yet")
+            raise TrainingDiverged(f"loss became {losses['loss']} at epoch {epoch + 1}, "
+                                   f"iteration {self.iteration}; {kept}")
+        if self.record:
+            self.record.after_step(
+                epoch=epoch, iteration=self.iteration, learning_rate=lr,
+                optimizer_lr=self.trainer.learning_rate, loss=float(losses["loss"]),
+                indices=[self.train_shard.indices[k] for k in indices])
+        return losses
 
     def _average_over_workers(self, mean: np.ndarray) -> np.ndarray:
         """Give every worker the same BatchNorm statistics (no gradient syncs them, and rank 0
@@ -323,10 +362,14 @@ class Run:
             param.set_data(value)
         return losses.asnumpy()
 
+    def targets(self, labels: mx.nd.NDArray, size: Tuple[int, int]):
+        """``(cls_target, loc_target, loc_mask)`` of batch ``labels (B, M, 6)`` (pixels of the
+        ``size = (H, W)`` input), encoded with the model's own box coder."""
+        return multibox_targets(self.anchors, labels.asnumpy(), size, self.net.spec.coder)
+
     def step(self, batch: mx.nd.NDArray, labels: mx.nd.NDArray):
         """One optimisation step on a batch; returns the :class:`~gluon_ssd.loss.LossParts`."""
-        cls_target, loc_target, loc_mask = multibox_targets(self.anchors, labels.asnumpy(),
-                                                            batch.shape[2:])
+        cls_target, loc_target, loc_mask = self.targets(labels, batch.shape[2:])
         with autograd.record():
             cls_preds, box_preds, _ = self.net(batch)
             parts = self.loss(cls_preds, box_preds, cls_target, loc_target, loc_mask)
@@ -337,12 +380,17 @@ class Run:
         return parts
 
     def evaluate(self) -> float:
-        return evaluate_voc(self.detector, self.val_loader.epoch(0), self.classes).map
+        """The VOC07 mAP of the current weights on the validation split, boxes in original
+        image pixels: the function and batches ``gluon-ssd evaluate`` uses
+        (:mod:`gluon_ssd.evaluation.run`)."""
+        return evaluate(self.detector, self.val_loader.epoch(0), self.classes,
+                        metrics=(VALIDATION_METRIC,)).voc[VALIDATION_METRIC].map
 
     def run(self) -> TrainResult:
         """Train the remaining epochs. Only rank 0 evaluates and writes the run folder; the
         other workers go on (their next gradient exchange waits for rank 0) or, after the last
-        epoch, wait for it in the kvstore's exit barrier."""
+        epoch, wait for it in the kvstore's exit barrier. The pictures of the run are the
+        caller's (:func:`gluon_ssd.report.write_run_pictures`)."""
         os.makedirs(self.cfg.out, exist_ok=True)
         root = self.cluster.is_root
         if root:
@@ -357,8 +405,6 @@ class Run:
                 self.save(epoch, record)
         if self.record:
             self.record.finish()
-        if root:
-            self.write_pictures()
         return TrainResult(self.cfg.out, self.history, self.best_map, self.cluster.rank)
 
     def save(self, epoch: int, record: EpochRecord) -> None:
@@ -372,26 +418,13 @@ class Run:
         if self.progress:
             tqdm.write(_describe(record))
 
-    def write_pictures(self, count: int = 8) -> None:
-        """The training curve and the detections on the first ``count`` validation images."""
-        rows = [dataclasses.asdict(r) for r in self.history]
-        plot_training_curves(rows, path=os.path.join(self.cfg.out, "curve.png"))
-        batch, _ = next(iter(self.val_loader.epoch(0)))
-        count = min(count, batch.shape[0])
-        images = [self.val_data[i][0].asnumpy() for i in range(count)]
-        ids, scores, boxes = (a.asnumpy() for a in self.detector(batch[:count].as_in_context(mx.cpu())))
-        detections = [(ids[i, :, 0], scores[i, :, 0], boxes[i]) for i in range(count)]
-        plot_detection_grid(images, detections, class_names=self.classes,
-                            title=f"{self.preset.name}: validation detections (score >= 0.5)",
-                            path=os.path.join(self.cfg.out, "detections.png"))
-
     def write_log(self) -> None:
         rows = [dataclasses.asdict(r) for r in self.history]
         with open(os.path.join(self.cfg.out, "log.csv"), "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        with open(os.path.join(self.cfg.out, "log.json"), "w") as f:
+        with open(os.path.join(self.cfg.out, LOG), "w") as f:
             json.dump(rows, f, indent=2)
 
 

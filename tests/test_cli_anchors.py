@@ -123,16 +123,16 @@ def test_demo_trains_then_writes_the_anchor_plots(tmp_path, monkeypatch, capsys)
     TrainConfig it builds is checked, then run at 64x64 on 16 + 8 images."""
     import dataclasses
 
-    import gluon_ssd.train
+    import gluon_ssd.demo
 
-    real_train, configs = gluon_ssd.train.train, []
+    real_train, configs = gluon_ssd.demo.train, []
 
     def tiny_train(cfg):
         configs.append(cfg)
         return real_train(dataclasses.replace(cfg, image_size=64, train_size=16, val_size=8,
                                               batch_size=8))
 
-    monkeypatch.setattr(gluon_ssd.train, "train", tiny_train)
+    monkeypatch.setattr(gluon_ssd.demo, "train", tiny_train)
     status, out, _ = run(capsys, "demo", "--out", tmp_path / "demo", "--epochs", 1, "--quiet")
     assert status == 0 and "total: 8732 anchors" in out and "coverage" in out
     assert "demo: VOC07 mAP" in out

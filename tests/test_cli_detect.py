@@ -98,6 +98,23 @@ def test_folder_with_bad_and_non_image_files_processes_the_rest(checkpoint, tmp_
     assert document["skipped"] == [str(folder / "notes.txt")]
 
 
+def test_truncated_jpeg_is_detected_named_and_counted(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    with open(PHOTO, "rb") as f:
+        data = f.read()
+    (folder / "cut.jpg").write_bytes(data[:int(len(data) * 0.4)])  # a partial copy
+    (folder / "whole.jpg").write_bytes(data)
+    out = tmp_path / "out"
+    status, stdout, stderr = run(capsys, "detect", checkpoint, folder, "-o", out, "--quiet")
+    assert status == 0
+    assert "truncated image " + str(folder / "cut.jpg") in stderr
+    assert "2 image(s)" in stdout and "1 truncated image(s)" in stdout
+    document = load_document(out)
+    assert document["truncated"] == [str(folder / "cut.jpg")] and document["failed"] == []
+    assert len(document["images"]) == 2  # detected on what could be decoded
+
+
 def test_nothing_readable_is_an_error_with_the_counts(checkpoint, tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()
@@ -180,4 +197,4 @@ def test_default_export_detects_like_its_checkpoint_and_is_not_exported_again(
     assert [r["category_id"] for r in a] == [r["category_id"] for r in b]
     np.testing.assert_allclose([r["bbox"] for r in a], [r["bbox"] for r in b], atol=0.02)
     status, _, stderr = run(capsys, "export", prefix, "-o", tmp_path / "second")
-    assert status == 2 and "is already an export" in stderr
+    assert status == 2 and "is an export; export takes a checkpoint file" in stderr

@@ -1,10 +1,10 @@
-"""Anchor coverage and anchor suggestions, against hand-computed IoUs and constructed boxes."""
+"""Anchor coverage reports, against hand-computed IoUs and constructed boxes."""
 import numpy as np
 import pytest
 
 from gluon_ssd.anchors import preset_anchors, preset_layer_of_anchor
-from gluon_ssd.coverage import (MATCH_THRESHOLD, anchor_coverage, check_boxes, kmeans_shapes,
-                                preset_coverage, sample_boxes, shape_iou, suggest_anchors)
+from gluon_ssd.coverage import (MATCH_THRESHOLD, anchor_coverage, box_shapes, check_boxes,
+                                preset_coverage, sample_boxes)
 from gluon_ssd.presets import SSD300_ANCHORS
 
 
@@ -23,12 +23,48 @@ def test_best_iou_by_hand():
     assert report.hist_edges[0] == 0 and report.hist_edges[-1] == 1
     np.testing.assert_array_equal(report.layer_counts, [3, 1])
     np.testing.assert_array_equal(report.layer_covered, [1, 1])
-    assert "50.0%" in report.summary()
+    # IoU 0.5 is not above 0.5: only box 1 has an anchor MultiBoxTarget matches beyond the forced
+    np.testing.assert_array_equal(report.num_matched, [0, 1, 0, 0])
+    assert report.forced_only == 3 and (report.anchors_per_box == 1).all()
+    assert report.coverage_at(0.4) == 0.5 and report.coverage_at(0.6) == 0.25
+    np.testing.assert_array_equal(report.worst(2), [3, 2])
+    count, covered = report.shape_table()
+    assert count.sum() == 4 and covered.sum() == 2
+    assert count[2, 3] == 1 and covered[2, 3] == 1  # box 0: size sqrt(1/8) = 0.35, w/h = 2
+    summary = report.summary()
+    assert ">= 0.5: 50.0%" in summary and ">= 0.4: 50.0%" in summary and ">= 0.6: 25.0%" in summary
+    assert "3 boxes (75.0%) only by their forced best anchor" in summary
+    assert "layer 1" in summary and "array(" not in summary
+
+
+def test_matched_anchors_per_box():
+    box = [0.0, 0.0, 0.4, 0.4]
+    anchors = [box, [0.02, 0.0, 0.42, 0.4], [0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]]
+    report = anchor_coverage([box, [0.5, 0.5, 0.9, 0.9]], anchors)  # IoUs 1, 0.905, 0.39, 0
+    np.testing.assert_array_equal(report.num_matched, [2, 1])
+    assert report.anchors_per_box.mean() == 1.5 and report.forced_only == 0
+
+
+def test_box_shapes_are_square_frame_size_and_ratio():
+    sizes, ratios = box_shapes([[0.1, 0.2, 0.5, 0.3], [0.0, 0.0, 0.2, 0.8]])
+    np.testing.assert_allclose(sizes, [0.2, 0.4])
+    np.testing.assert_allclose(ratios, [4.0, 0.25])
+
+
+def test_preset_report_knows_its_anchor_shapes():
+    report = preset_coverage(sample_boxes(200, seed=1), SSD300_ANCHORS)
+    assert report.image_size == 300 and report.anchor_shapes.shape == (4 + 6 + 6 + 6 + 4 + 4, 3)
+    np.testing.assert_array_equal(np.unique(report.anchor_shapes[:, 0]), np.arange(6))
+    assert report.anchor_shapes[0, 1] == pytest.approx(0.1)  # 30 px of 300, ratio 1
+    summary = report.summary()
+    for text in ("percentiles", "anchors: sizes 10.0% (30 px)", "layer 5", "w/h", "worst"):
+        assert text in summary
 
 
 def test_coverage_without_layers():
     report = anchor_coverage([[0.1, 0.1, 0.3, 0.3]], [[0.1, 0.1, 0.3, 0.3]])
     assert report.coverage == 1.0 and report.best_layer is None and report.layer_counts.size == 0
+    assert "100.0%" in report.summary() and "layer" not in report.summary()
 
 
 def test_preset_anchors_cover_themselves_and_land_in_their_layer():
@@ -55,51 +91,6 @@ def test_bad_boxes_raise_value_error_naming_the_row(boxes, message):
         check_boxes(boxes)
     with pytest.raises(ValueError, match=message):
         preset_coverage(boxes, SSD300_ANCHORS)
-
-
-def test_shape_iou_of_centred_boxes():
-    np.testing.assert_allclose(shape_iou([[0.2, 0.4]], [[0.4, 0.2], [0.2, 0.4], [0.1, 0.2]]),
-                               [[0.04 / 0.12, 1.0, 0.25]])
-
-
-def test_kmeans_finds_separated_shapes_and_is_deterministic():
-    rng = np.random.default_rng(1)
-    wide = np.array([0.4, 0.1]) * rng.uniform(0.95, 1.05, (50, 2))
-    tall = np.array([0.05, 0.3]) * rng.uniform(0.95, 1.05, (50, 2))
-    shapes = np.concatenate([wide, tall])
-    clusters = kmeans_shapes(shapes, 2, seed=3)
-    np.testing.assert_allclose(clusters, [tall.mean(0), wide.mean(0)], rtol=1e-6)  # by area
-    np.testing.assert_array_equal(kmeans_shapes(shapes, 5, seed=7),
-                                  kmeans_shapes(shapes, 5, seed=7))
-    assert len(kmeans_shapes(np.tile([[0.2, 0.2]], (10, 1)), 4)) == 1  # one distinct shape
-
-
-def test_suggestion_adds_the_missing_aspect_ratio():
-    """Tall thin boxes (w/h = 1/6) that SSD300 (ratios down to 1/3) covers badly."""
-    rng = np.random.default_rng(0)
-    centres = rng.uniform(0.3, 0.7, (200, 2))
-    wh = np.array([0.06, 0.36]) * rng.uniform(0.9, 1.1, (200, 1))
-    boxes = np.concatenate([centres - wh / 2, centres + wh / 2], axis=1)
-    suggestion = suggest_anchors(boxes, SSD300_ANCHORS, num_clusters=3, seed=0)
-    assert suggestion.before.coverage < 0.5
-    assert suggestion.after.coverage > suggestion.before.coverage + 0.3
-    spec = suggestion.spec
-    assert spec.feature_maps == SSD300_ANCHORS.feature_maps and spec.steps == SSD300_ANCHORS.steps
-    old = {r for layer in SSD300_ANCHORS.ratios for r in layer}
-    new = {r for layer in spec.ratios for r in layer} - old
-    assert any(0.1 < r < 0.25 for r in new)
-    assert preset_coverage(boxes, spec).coverage == pytest.approx(suggestion.after.coverage)
-    assert "->" in suggestion.summary()
-
-
-def test_suggestion_never_lowers_coverage():
-    boxes = sample_boxes(200, seed=4)
-    suggestion = suggest_anchors(boxes, SSD300_ANCHORS, seed=4)
-    assert suggestion.after.coverage >= suggestion.before.coverage
-    anchors = preset_anchors(SSD300_ANCHORS)
-    perfect = anchors[(anchors.min(1) >= 0) & (anchors.max(1) <= 1)][::300]
-    kept = suggest_anchors(perfect, SSD300_ANCHORS)
-    assert kept.before.coverage == kept.after.coverage == 1.0 and kept.spec == SSD300_ANCHORS
 
 
 def test_sample_boxes_are_valid_and_deterministic():

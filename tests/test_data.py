@@ -5,12 +5,15 @@ import os
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from gluon_ssd.data import synthetic
 from gluon_ssd.data.datasets import (
-    VOC_CLASSES, BadImageError, COCODataset, VOCDataset, VOCFolderDataset, get_dataset,
-    sanitize_boxes,
+    VOC_CLASSES, COCODataset, DataConfig, VOCDataset, VOCFolderDataset, build_split, get_dataset,
 )
+from gluon_ssd.data.io import BadImageError
+from gluon_ssd.data.labels import (BOX, CLASS, IGNORE, PAD, WIDTH, LoadStats, is_object,
+                                   make_label, sanitize_boxes)
 from gluon_ssd.data.synthetic import MAX_AREA, MIN_AREA, SyntheticShapes
 
 
@@ -37,11 +40,12 @@ def test_synthetic_items_layout_counts_and_sizes():
     for i in range(len(ds)):
         image, label = ds.render(i)
         assert image.shape == (128, 128, 3) and image.dtype == np.uint8
-        assert label.dtype == np.float32 and label.shape[1] == 5
+        assert label.dtype == np.float32 and label.shape[1] == WIDTH
+        assert np.all(label[:, IGNORE] == 0)
         counts.append(len(label))
         assert np.all(label[:, 0] < label[:, 2]) and np.all(label[:, 1] < label[:, 3])
-        assert np.all(label[:, :4] >= 0) and np.all(label[:, [2, 3]] <= 128)
-        assert set(label[:, 4].astype(int)) <= set(range(len(ds.classes)))
+        assert np.all(label[:, BOX] >= 0) and np.all(label[:, [2, 3]] <= 128)
+        assert set(label[:, CLASS].astype(int)) <= set(range(len(ds.classes)))
         longer = np.maximum(label[:, 2] - label[:, 0], label[:, 3] - label[:, 1])
         assert np.all(longer >= np.sqrt(MIN_AREA) * 128 - 2)
         assert np.all(longer <= np.sqrt(MAX_AREA) * 128 + 2)
@@ -55,7 +59,7 @@ def test_synthetic_non_square_images_use_the_whole_frame():
     assert ds.render(0)[0].shape == (80, 200, 3)
     assert labels[:, 2].max() <= 200 and labels[:, 3].max() <= 80
     assert labels[:, 0].max() > 80  # shapes also in the part beyond the shorter side
-    assert set(labels[:, 4].astype(int)) == {0, 1, 2}
+    assert set(labels[:, CLASS].astype(int)) == {0, 1, 2}
 
 
 @pytest.mark.parametrize("size", [(192, 320), (320, 192), (40, 300)])
@@ -80,7 +84,7 @@ def test_synthetic_boxes_are_tight(monkeypatch):
         image, label = ds.render(i)
         drawn = image.max(axis=2) > 0
         inside = np.zeros_like(drawn)
-        for x0, y0, x1, y1, _ in label.astype(int):
+        for x0, y0, x1, y1 in label[:, BOX].astype(int):
             inside[y0:y1, x0:x1] = True
         assert not np.any(drawn & ~inside), f"item {i}: drawn pixels outside every box"
         if len(label) == 1:
@@ -185,7 +189,7 @@ def test_voc_labels_with_difficult_flag(voc_root):
 
 def test_voc_through_get_dataset(voc_root):
     val = get_dataset("voc", "val", root=voc_root)
-    assert len(val) == 1 and val[0][1][:, 5].tolist() == [0, 1]
+    assert len(val) == 1 and val[0][1][:, IGNORE].tolist() == [0, 1]
     devkit = get_dataset(voc_root, "2007_trainval")
     assert isinstance(devkit, VOCDataset) and len(devkit) == 2
     with pytest.raises(ValueError, match="split file .*2012"):
@@ -247,9 +251,41 @@ def test_bad_boxes_are_clipped_or_dropped_and_counted(tmp_path):
     ])
     ds = VOCFolderDataset(str(root), "all")
     label = ds[0][1]
-    np.testing.assert_array_equal(label[:, :4], [[10, 10, 20, 20], [0, 49, 80, 60]])
+    np.testing.assert_array_equal(label[:, BOX], [[10, 10, 20, 20], [0, 49, 80, 60]])
     assert ds.stats.boxes_clipped == 1 and ds.stats.boxes_dropped == 2
     assert ds.stats.summary() == "1 boxes clipped, 2 dropped, 0 unreadable images skipped"
+
+
+def test_label_layout_helpers():
+    label = make_label([[1, 2, 3, 4], [5, 6, 7, 8]], [0, 3], ignore=[0, 1])
+    assert label.dtype == np.float32 and label.shape == (2, WIDTH)
+    np.testing.assert_array_equal(label[:, BOX], [[1, 2, 3, 4], [5, 6, 7, 8]])
+    assert label[:, CLASS].tolist() == [0, 3] and label[:, IGNORE].tolist() == [0, 1]
+    assert make_label(np.zeros((0, 4)), []).shape == (0, WIDTH)
+    padded = np.full((1, 3, WIDTH), PAD, np.float32)
+    padded[0, :2] = label
+    assert is_object(padded).tolist() == [[True, True, False]]
+    stats = LoadStats()
+    kept = stats.sanitize(np.array([[-1, 0, 5, 5, 1, 0], [4, 4, 2, 9, 0, 0]], np.float32), 4, 4)
+    np.testing.assert_array_equal(kept, [[0, 0, 4, 4, 1, 0]])
+    assert (stats.boxes_clipped, stats.boxes_dropped) == (1, 1)
+
+
+def test_missing_xml_size_is_read_from_the_image_as_decoded(tmp_path):
+    """``<size>`` 0: the size comes from the image header, EXIF orientation applied (as decoded)."""
+    root = tmp_path / "nosize"
+    os.makedirs(root / "JPEGImages")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 80 wide, 60 tall; shown (and decoded) 60 wide, 80 tall
+    Image.new("RGB", (80, 60)).save(root / "JPEGImages" / "a.jpg", exif=exif.tobytes())
+    _write_voc_xml(str(root / "Annotations" / "a.xml"), [("ok", (1, 1, 100, 100), 0)], 0, 0)
+    ds = VOCFolderDataset(str(root), "all")
+    assert ds[0][0].shape == (80, 60, 3)
+    np.testing.assert_array_equal(ds[0][1][:, BOX], [[0, 0, 60, 80]])
+    assert ds.stats.boxes_clipped == 1
+    (root / "JPEGImages" / "a.jpg").write_bytes(b"not an image")
+    with pytest.raises(BadImageError, match="a.jpg.*needed for its size, absent from .*a.xml"):
+        VOCFolderDataset(str(root), "all")
 
 
 def test_sanitize_boxes_keeps_extra_columns():
@@ -259,19 +295,46 @@ def test_sanitize_boxes_keeps_extra_columns():
     assert (clipped, dropped) == (1, 1)
 
 
-def test_corrupt_image_is_named_and_can_be_skipped(tmp_path):
+def _truncated_jpeg() -> bytes:
+    """The first 40% of a noise JPEG (noise: the scan data is most of the file), which libjpeg
+    still decodes, filling the rest in."""
+    noise = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    data = cv2.imencode(".jpg", noise)[1].tobytes()
+    return data[:int(len(data) * 0.4)]
+
+
+@pytest.mark.parametrize("content, reason", [(b"not a jpeg at all", "not a decodable image"),
+                                             (_truncated_jpeg(), "truncated JPEG")])
+def test_corrupt_or_truncated_image_is_named_and_can_be_skipped(tmp_path, content, reason):
     root = _folder(tmp_path)
-    corrupt = os.path.join(root, "JPEGImages", "img2.jpg")
-    with open(corrupt, "wb") as f:
-        f.write(b"not a jpeg at all")
+    bad = os.path.join(root, "JPEGImages", "img2.jpg")
+    with open(bad, "wb") as f:
+        f.write(content)
     ds = VOCFolderDataset(root, "all")
-    index = [i for i in range(len(ds)) if ds.image_path(i) == corrupt][0]
-    with pytest.raises(BadImageError, match="img2.jpg"):
+    index = [i for i in range(len(ds)) if ds.image_path(i) == bad][0]
+    with pytest.raises(BadImageError, match=f"img2.jpg: {reason}"):
         ds[index]
     skipping = get_dataset(root, "all", skip_bad=True)
-    assert len(skipping) == 4 and skipping.stats.unreadable == [corrupt]
-    assert all(skipping.image_path(i) != corrupt for i in range(4))
+    assert len(skipping) == 4 and skipping.stats.unreadable == [bad]
+    assert skipping.stats.summary().endswith("1 unreadable images skipped")
+    assert all(skipping.image_path(i) != bad for i in range(4))
     skipping[3]  # the others load
+
+
+def test_data_config_from_dict_and_build_split():
+    recorded = {"preset": "demo", "data": "synthetic", "data_root": "/nowhere", "train_size": 6,
+                "val_size": 3, "seed": 4, "cache_mb": 1.0, "epochs": 2}
+    cfg = DataConfig.from_dict(recorded, ignore_unknown=True)
+    assert cfg == DataConfig("synthetic", "/nowhere", 6, 3, 4, False, 1.0)
+    with pytest.raises(ValueError, match=r"unknown DataConfig field\(s\) \['epochs', 'preset'\]"):
+        DataConfig.from_dict(recorded)
+    train, val = build_split(cfg, "train", (64, 80)), build_split(cfg, "val", (64, 80))
+    assert (len(train), len(val)) == (6, 3) and val.split == "val" and train.seed == 4
+    assert train[0][0].shape == (64, 80, 3) and train[0][1].shape[1] == WIDTH
+    np.testing.assert_array_equal(
+        val[1][1], get_dataset("synthetic", "val", size=(64, 80), length=3, seed=4)[1][1])
+    with pytest.raises(ValueError, match="neither a dataset name"):
+        build_split(DataConfig(data="nothing-here"), "val", (64, 64))
 
 
 def test_empty_or_missing_folders_raise_naming_them(tmp_path):

@@ -18,9 +18,9 @@ from pycocotools.coco import COCO
 
 from gluon_ssd import get_model
 from gluon_ssd.checkpoint import save_checkpoint
-from gluon_ssd.data.datasets import BadImageError
-from gluon_ssd.detect import (Detections, LoadedDetector, coco_document, coco_results, detect,
-                              find_images, load_detector, load_image)
+from gluon_ssd.data.io import BadImageError, read_image
+from gluon_ssd.detect import (Detections, LoadedModel, coco_document, coco_results, detect,
+                              load_detector)
 from gluon_ssd.export import export_model, export_paths
 from gluon_ssd.model import DetectionNet
 from gluon_ssd.presets import DetectSpec, get_preset
@@ -48,7 +48,7 @@ class BrightBox:
 
 
 def bright_detector(size=(64, 64)):
-    return LoadedDetector(BrightBox(), ("thing",), size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), None,
+    return LoadedModel(BrightBox(), ("thing",), size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), None,
                           "bright-box")
 
 
@@ -119,15 +119,8 @@ def test_grayscale_and_rgba_images_files_and_arrays(tmp_path):
         assert r.image_size == (60, 120)
         assert_box_near(r.boxes[0], box, (60, 120), (64, 64))
     for array in (gray, rgba):
-        assert load_image(array).shape == (60, 120, 3)
-    np.testing.assert_array_equal(load_image(tmp_path / "gray.png"), rgb)
-
-
-def test_bad_arrays_are_value_errors():
-    with pytest.raises(ValueError, match="uint8"):
-        load_image(np.zeros((4, 4, 3), np.float32))
-    with pytest.raises(ValueError, match=r"\(4, 4, 2\)"):
-        load_image(np.zeros((4, 4, 2), np.uint8))
+        assert read_image(array).shape == (60, 120, 3)
+    np.testing.assert_array_equal(read_image(tmp_path / "gray.png"), rgb)
 
 
 def test_unreadable_files_raise_or_are_reported_and_skipped(tmp_path):
@@ -143,15 +136,6 @@ def test_unreadable_files_raise_or_are_reported_and_skipped(tmp_path):
                      on_error=errors.append)
     assert [r.index for r in results] == [1] and results[0].source == str(good)
     assert [e.path for e in errors] == [str(corrupt), str(missing)]
-
-
-def test_find_images_keeps_images_sorted_and_counts_the_rest(tmp_path):
-    for name in ("b.PNG", "a.jpg", "notes.txt", "c.jpeg"):
-        (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "sub").mkdir()
-    images, skipped = find_images([tmp_path, "given.gif"])
-    assert images == [str(tmp_path / n) for n in ("a.jpg", "b.PNG", "c.jpeg")] + ["given.gif"]
-    assert sorted(skipped) == [str(tmp_path / "notes.txt"), str(tmp_path / "sub")]
 
 
 def test_coco_results_are_xywh_pixels_and_load_in_pycocotools():
@@ -274,7 +258,7 @@ def test_mismatched_preset_or_classes_and_bad_paths_are_named(model_files, tmp_p
     (tmp_path / "text.params").write_text("hello")
     with pytest.raises(ValueError, match="text.params"):
         load_detector(tmp_path / "text.params")
-    with pytest.raises(ValueError, match=r"unknown decoding settings \['nms'\]"):
+    with pytest.raises(ValueError, match=r"unknown DetectSpec field\(s\) \['nms'\]"):
         load_detector(checkpoint, {"nms": 0.3})
     with pytest.raises(ValueError, match="pass it to load_detector"):
         detect(load_detector(checkpoint), np.zeros((8, 8, 3), np.uint8), spec={"nms_topk": 5})

@@ -22,8 +22,9 @@ import pytest
 
 from gluon_ssd.checkpoint import read_checkpoint
 from gluon_ssd.cli import main
-from gluon_ssd.distributed import (LaunchConfig, ShardDataset, dmlc_env, free_port, plan_nodes,
-                                   read_hostfile, ssh_command)
+from gluon_ssd.distributed.cluster import ShardDataset
+from gluon_ssd.distributed.launch import (LaunchConfig, dmlc_env, free_port, plan_nodes,
+                                          read_hostfile, ssh_command)
 from gluon_ssd.presets import TrainSpec
 from gluon_ssd.train import learning_rate, server_lr_scheduler
 

@@ -1,43 +1,49 @@
-"""Evaluation: VOC07 / VOC2010+ AP and COCO AP against numbers counted by hand, the original-size
-label path, the precision-recall plots, and ``gluon-ssd evaluate`` on a tiny trained checkpoint
-(it reproduces the mAP training logged; bad input is one line with exit status 2).
+"""Evaluation: VOC07 / VOC2010+ AP and COCO AP against numbers counted by hand and against
+GluonCV's VOC metric, boxes scored in original image pixels, the precision-recall plots,
+``gluon-ssd evaluate`` on a tiny trained checkpoint (it reproduces the mAP training logged; bad
+input is one line with exit status 2), and training's validation equal to ``evaluate_model`` on
+a VOC-format folder of non-square images larger than the network input.
 """
 import json
+import os
 
+import cv2
 import mxnet as mx
 import numpy as np
 import pytest
+from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
 from mxnet import gluon
 from PIL import Image
 
 import gluon_ssd.train  # noqa: F401  (imported here, so import-time warnings stay out of capsys)
 from gluon_ssd.checkpoint import save_checkpoint
 from gluon_ssd.cli import main
-from gluon_ssd.data import DetectionLoader
+from gluon_ssd.data.transforms import Batch
 from gluon_ssd.detect import load_detector
-from gluon_ssd.evaluate import (DetectionEvaluator, SizedEvalTransform, evaluate, evaluate_voc,
-                                write_pr_plots)
+from gluon_ssd.evaluation.metrics import DetectionEvaluator
+from gluon_ssd.evaluation.report import write_pr_plots
+from gluon_ssd.evaluation.run import evaluate, evaluate_model, evaluation_loader
 from gluon_ssd.export import export_model
 from gluon_ssd.model import SSD
-from gluon_ssd.model.detector import DECODERS
+from gluon_ssd.model.head import DECODERS
 from gluon_ssd.presets import get_preset
-from gluon_ssd.train import TrainConfig, train
+from gluon_ssd.train import BEST, TrainConfig, train
 
 
 def detections(per_image, k=10):
-    """``[[(class, score, pixel box on a 100x100 input), ...] per image]`` -> ids, scores,
-    normalised boxes ``(B, k, ...)`` padded with -1 rows."""
+    """``[[(class, score, pixel box), ...] per image]`` -> ids, scores, pixel boxes
+    ``(B, k, ...)`` padded with -1 rows."""
     ids, scores = np.full((len(per_image), k), -1.0), np.full((len(per_image), k), -1.0)
     boxes = np.zeros((len(per_image), k, 4))
     for i, rows in enumerate(per_image):
         for j, (cls, score, box) in enumerate(rows):
-            ids[i, j], scores[i, j], boxes[i, j] = cls, score, np.array(box) / 100.0
+            ids[i, j], scores[i, j], boxes[i, j] = cls, score, box
     return ids, scores, boxes
 
 
 def labels(per_image, m=4, width=6):
-    """``[[xmin, ymin, xmax, ymax, class, ignore(, w, h)], ...] per image`` -> ``(B, m, width)``
-    padded with -1 rows."""
+    """``[[xmin, ymin, xmax, ymax, class, ignore], ...] per image`` -> ``(B, m, width)`` padded
+    with -1 rows."""
     out = np.full((len(per_image), m, width), -1.0)
     for i, rows in enumerate(per_image):
         out[i, :len(rows)] = rows
@@ -61,7 +67,7 @@ DETS = [[(0, .9, A), (0, .7, A), (0, .4, FAR), (0, .3, B), (1, .95, FAR), (1, .8
 @pytest.fixture(scope="module")
 def hand_case():
     evaluator = DetectionEvaluator(CLASSES)
-    evaluator.update(*detections(DETS), labels(GT), (100, 100))
+    evaluator.update(*detections(DETS), labels(GT), np.full((2, 2), 100))
     return evaluator.result()
 
 
@@ -110,16 +116,62 @@ def test_coco_ap_of_the_hand_case(hand_case):
     assert hand_case.coco.ap["bird"] == 0 and np.isnan(hand_case.coco.ap["fish"])
 
 
-def test_evaluate_voc_keeps_its_interface_for_training():
-    det = detections(DETS)
+def test_evaluate_runs_a_detector_over_batches():
+    ids, scores, boxes = detections(DETS)
 
-    def det_net(images):
-        return tuple(mx.nd.array(a) for a in det)
-    batches = [(mx.nd.zeros((2, 3, 100, 100)), mx.nd.array(labels(GT)))]
-    result = evaluate_voc(det_net, batches, CLASSES)
-    assert result.metric == "voc07" and result.map == pytest.approx((7.5 / 11 + 0.5) / 3)
-    result = evaluate_voc(det_net, batches, CLASSES, use_07_metric=False)
-    assert result.metric == "voc2010" and result.map == pytest.approx((2 / 3 + 0.5) / 3)
+    def det_net(images):  # normalised boxes, as a detector returns them
+        return mx.nd.array(ids[:, :, None]), mx.nd.array(scores[:, :, None]), mx.nd.array(
+            boxes / 100)
+    batches = [Batch(mx.nd.zeros((2, 3, 100, 100)), mx.nd.array(labels(GT)),
+                     np.full((2, 2), 100))]
+    result = evaluate(det_net, batches, CLASSES, metrics=("voc07", "voc2010"))
+    assert result.voc["voc07"].map == pytest.approx((7.5 / 11 + 0.5) / 3)
+    assert result.voc["voc2010"].map == pytest.approx((2 / 3 + 0.5) / 3)
+    assert result.coco is None and result.num_images == 2
+
+
+# ------------------------------------------------------------------ against GluonCV's metric
+
+def _random_case(rng, images=12, classes=4):
+    """Random detections and ground truth on 80x60 images: several per class, some difficult,
+    tied scores, detections of classes without ground truth."""
+    k, m = 15, 6
+    ids = rng.integers(-1, classes, (images, k)).astype(np.float32)
+    scores = rng.choice(np.linspace(0.05, 1, 12), (images, k)).astype(np.float32)  # ties
+    corners = rng.uniform(0, 60, (images, k, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 30, (images, k, 2))], axis=2)
+    gt = np.full((images, m, 6), -1.0)
+    for i in range(images):
+        n = rng.integers(0, m + 1)
+        gt[i, :n, :2] = rng.uniform(0, 50, (n, 2))
+        gt[i, :n, 2:4] = gt[i, :n, :2] + rng.uniform(8, 30, (n, 2))
+        gt[i, :n, 4] = rng.integers(0, classes - 1, n)  # the last class never has ground truth
+        gt[i, :n, 5] = rng.random(n) < 0.2
+        # half the detections near a box of the image
+        near = rng.random(k) < 0.5
+        if n:
+            pick = rng.integers(0, n, k)
+            boxes[i, near] = gt[i, pick[near], :4] + rng.normal(0, 3, (int(near.sum()), 4))
+            ids[i, near] = gt[i, pick[near], 4]
+    return ids, scores, boxes, gt
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_voc_metrics_equal_gluoncv(seed):
+    ids, scores, boxes, gt = _random_case(np.random.default_rng(seed))
+    names = ["a", "b", "c", "d"]
+    evaluator = DetectionEvaluator(names, ("voc07", "voc2010"))
+    for start in range(0, len(ids), 5):  # in batches, as evaluation runs
+        part = slice(start, start + 5)
+        evaluator.update(ids[part], scores[part], boxes[part], gt[part])
+    result = evaluator.result()
+    for name, reference in (("voc07", VOC07MApMetric), ("voc2010", VOCMApMetric)):
+        metric = reference(iou_thresh=0.5, class_names=names)
+        metric.update(boxes, ids, scores, gt[:, :, :4], gt[:, :, 4], gt[:, :, 5])
+        keys, values = metric.get()
+        assert result.voc[name].map == values[-1]  # to the last digit
+        np.testing.assert_array_equal(list(result.voc[name].ap.values()), values[:-1])
+    assert np.isnan(result.voc["voc07"].ap["d"]) and "d" not in result.curves
 
 
 def test_nothing_to_evaluate_is_an_error():
@@ -141,8 +193,7 @@ COCO_GT = [[SMALL + [0, 0], MEDIUM + [0, 0], LARGE + [0, 0],          # a: one o
 
 def coco_case(dets):
     evaluator = DetectionEvaluator(("a", "b", "c"), ("coco",))
-    ids, scores, boxes = detections(dets)
-    evaluator.update(ids, scores, boxes / 2, labels(COCO_GT, m=6), (200, 200))  # 200 px input
+    evaluator.update(*detections(dets), labels(COCO_GT, m=6), np.array([[200, 200]]))
     return evaluator.result().coco
 
 
@@ -169,29 +220,28 @@ def test_coco_half_missed_class_and_a_loose_box():
     assert coco.stats["APl"] == pytest.approx((1 + 0.3) / 2)  # a and c have large boxes
 
 
-def test_sized_labels_put_boxes_in_original_pixels():
-    """A 400x200 photo and an empty 100x300 one, resized to 100x100: the box keeps the original
-    size (40x40 = 1600 px^2, medium) for COCO's buckets; in input pixels it is small."""
+def test_batches_are_scored_in_original_image_pixels():
+    """A 400x200 photo and an empty 100x300 one, resized to 100x100: the batch carries their
+    sizes; the box is scored at its original size (40x40 = 1600 px^2, medium for COCO), not the
+    10x20 = 200 px^2 (small) it has in the network input."""
     photo = np.zeros((200, 400, 3), np.uint8)
-    box = np.array([[100, 40, 140, 80, 0]], np.float32)  # 5 columns, as SyntheticShapes has
+    box = np.array([[100, 40, 140, 80, 0, 0]], np.float32)
     dataset = gluon.data.SimpleDataset([(photo, box),
-                                        (np.zeros((300, 100, 3), np.uint8), np.zeros((0, 5)))])
-    loader = DetectionLoader(dataset, SizedEvalTransform((100, 100)), 2, shuffle=False)
-    images, batch_labels = next(iter(loader.epoch(0)))
-    rows = batch_labels.asnumpy()
-    assert images.shape == (2, 3, 100, 100) and rows.shape == (2, 3, 8)
-    np.testing.assert_allclose(rows[0, 0], [25, 20, 35, 40, 0, 0, 400, 200])
-    np.testing.assert_allclose(rows[1, 0, 4:], [-1, -1, 100, 300])  # no object, the size kept
-    normalised = [[(0, 0.9, [25, 20, 35, 40])], []]  # the box itself, on the 100x100 input
-    for sized, expected_units, small, medium in ((rows, "original", np.nan, 1.0),
-                                                 (rows[:, :, :6], "input", 1.0, np.nan)):
-        evaluator = DetectionEvaluator(("shape",))
-        evaluator.update(*detections(normalised), sized, (100, 100))
-        result = evaluator.result()
-        assert result.box_units == expected_units and result.num_images == 2
-        assert result.voc["voc07"].map == pytest.approx(1.0)
-        np.testing.assert_allclose([result.coco.stats["APs"], result.coco.stats["APm"]],
-                                   [small, medium])  # nan: no box of that size
+                                        (np.zeros((300, 100, 3), np.uint8), np.zeros((0, 6)))])
+    batch = next(iter(evaluation_loader(dataset, (100, 100), (0, 0, 0), (1, 1, 1), 2).epoch(0)))
+    assert batch.images.shape == (2, 3, 100, 100) and batch.labels.shape == (2, 3, 6)
+    np.testing.assert_array_equal(batch.image_sizes, [[200, 400], [300, 100]])
+    np.testing.assert_allclose(batch.labels.asnumpy()[0, 0], [25, 20, 35, 40, 0, 0])
+    assert np.all(batch.labels.asnumpy()[1] == -1)
+
+    def det_net(images):  # the box itself, normalised
+        ids = mx.nd.array([[[0], [-1]], [[-1], [-1]]])
+        scores = mx.nd.array([[[0.9], [-1]], [[-1], [-1]]])
+        boxes = mx.nd.array([[[0.25, 0.2, 0.35, 0.4], [0] * 4], [[0] * 4, [0] * 4]])
+        return ids, scores, boxes
+    result = evaluate(det_net, [batch], ("shape",))
+    assert result.num_images == 2 and result.voc["voc07"].map == pytest.approx(1.0)
+    assert np.isnan(result.coco.stats["APs"]) and result.coco.stats["APm"] == pytest.approx(1.0)
 
 
 # ---------------------------------------------------------------------------------- the plots
@@ -237,7 +287,7 @@ def test_cli_evaluate_reproduces_the_training_val_map(trained, tmp_path, capsys)
     assert status == 0
     assert _map(tmp_path) == result.history[-1].val_map == result.best_map  # exactly
     assert f"VOC07 mAP {result.best_map:.4f}" in out
-    assert "16 images at 64x64" in out and "COCO AP" in out
+    assert "16 images at 64x64, boxes in original pixels" in out and "COCO AP" in out
     for name in ("circle", "square", "triangle", "star", "cross"):
         assert name in out
     with open(tmp_path / "metrics.json") as f:
@@ -305,3 +355,70 @@ def test_bad_input_is_one_line_and_exit_2(trained, other_classes_checkpoint, tmp
     for name in names:
         assert name in err
     assert not (tmp_path / "eval").exists()
+
+
+# ------------------------------------------------- training's validation == gluon-ssd evaluate
+
+SHAPE_CLASSES = ("block", "disc")
+
+
+def _voc_folder(root, sizes, seed=0):
+    """A VOC-format folder: one JPEG + XML per ``(height, width)`` of ``sizes``, each with 1-3
+    filled rectangles (block) or discs (disc); ``ImageSets/Main/{train,val}.txt`` put every
+    third image in val."""
+    rng = np.random.default_rng(seed)
+    for sub in ("Annotations", "JPEGImages", os.path.join("ImageSets", "Main")):
+        os.makedirs(root / sub)
+    ids = []
+    for i, (h, w) in enumerate(sizes):
+        image = rng.integers(0, 50, (h, w, 3), dtype=np.uint8)
+        objects = []
+        for _ in range(rng.integers(1, 4)):
+            side = int(rng.integers(min(h, w) // 5, min(h, w) // 2))
+            x, y = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+            name = SHAPE_CLASSES[int(rng.integers(2))]
+            if name == "block":
+                cv2.rectangle(image, (x, y), (x + side - 1, y + side - 1), (240, 200, 40), -1)
+            else:
+                cv2.circle(image, (x + side // 2, y + side // 2), side // 2, (40, 220, 240), -1)
+            objects.append(f"<object><name>{name}</name><difficult>0</difficult><bndbox>"
+                           f"<xmin>{x + 1}</xmin><ymin>{y + 1}</ymin><xmax>{x + side}</xmax>"
+                           f"<ymax>{y + side}</ymax></bndbox></object>")
+        ids.append(f"im{i:02d}")
+        assert cv2.imwrite(str(root / "JPEGImages" / f"{ids[-1]}.jpg"), image)
+        (root / "Annotations" / f"{ids[-1]}.xml").write_text(
+            f"<annotation><size><width>{w}</width><height>{h}</height><depth>3</depth></size>"
+            + "".join(objects) + "</annotation>")
+    (root / "ImageSets" / "Main" / "train.txt").write_text(
+        "".join(f"{n}\n" for k, n in enumerate(ids) if k % 3))
+    (root / "ImageSets" / "Main" / "val.txt").write_text(
+        "".join(f"{n}\n" for k, n in enumerate(ids) if not k % 3))
+    return root
+
+
+def test_training_logs_the_map_evaluate_prints_on_large_non_square_images(tmp_path,
+                                                                            monkeypatch):
+    """320x240 and 240x320 images, a 64x64 network input: training's validation and
+    ``evaluate_model`` score boxes in the same (original) pixels, so the mAP training logged for
+    the best checkpoint is the one evaluate computes, to the last digit."""
+    voc = _voc_folder(tmp_path / "shapes", [(240, 320), (320, 240)] * 9)
+    out = tmp_path / "run"
+    seen = []  # what training's validation hands the metrics
+    update = DetectionEvaluator.update
+
+    def spy(self, ids, scores, boxes, labels, image_sizes=None):
+        seen.append((np.array(labels), np.array(image_sizes)))
+        return update(self, ids, scores, boxes, labels, image_sizes)
+    monkeypatch.setattr(DetectionEvaluator, "update", spy)
+    result = train(TrainConfig(data=str(voc), out=str(out), image_size=64, batch_size=4,
+                               epochs=2, eval_every=1, progress=False))
+    assert [r.val_map is not None for r in result.history] == [True, True]
+    labels, sizes = seen[0]
+    np.testing.assert_array_equal(sizes, [[240, 320], [320, 240]] * 2)
+    assert labels[..., :4].max() > 64  # original pixels, not the 64x64 input's
+    monkeypatch.undo()
+    evaluation = evaluate_model(str(out / BEST), metrics=("voc07",), progress=False)
+    assert evaluation.num_images == 6 and evaluation.batch_size == 4
+    voc07 = next(iter(evaluation.evaluations.values())).voc["voc07"].map
+    assert voc07 == result.best_map  # ==, not approx
+    assert voc07 > 0  # something is detected: the units decide matches

@@ -23,7 +23,8 @@ from gluon_ssd.cli import main
 from gluon_ssd.convert import (GLUONCV_CLASSES, convert_gluoncv_ssd, gluoncv_class_names,
                                load_gluoncv_ssd)
 from gluon_ssd.detect import load_detector
-from gluon_ssd.model.detector import Detector, decode_boxes
+from gluon_ssd.boxes import BoxCoder
+from gluon_ssd.model.head import DetectionHead
 from gluon_ssd.presets import DetectSpec
 
 PER_CLASS = DetectSpec(decoder="per_class")
@@ -123,14 +124,14 @@ def test_probabilities_anchors_and_boxes_equal_gluoncv(converted, name):
     probs = mx.nd.softmax(cls_preds, axis=-1).asnumpy()
     assert 0.05 < probs[..., 1:].max() < 0.999  # spread out, not saturated
     np.testing.assert_allclose(probs, ref.probs, atol=1e-4)
-    boxes = decode_boxes(mx.nd, box_preds, anchors, PER_CLASS.variances).asnumpy()
+    boxes = BoxCoder().decode_graph(mx.nd, box_preds, anchors).asnumpy()
     np.testing.assert_allclose(boxes, ref.boxes / ref.size, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_per_class_decoder_equals_gluoncv_output(converted, name):
     ref, outputs = converted(name)
-    ids, scores, boxes = (o.asnumpy() for o in Detector(PER_CLASS)(*outputs))
+    ids, scores, boxes = (o.asnumpy() for o in DetectionHead(PER_CLASS)(*outputs))
     assert ids.shape == (1, 100, 1) and boxes.shape == (1, 100, 4)
     theirs = valid_rows(ref.final[0], ref.final[1], np.clip(ref.final[2] / ref.size, 0, 1))
     ours = valid_rows(ids, scores, boxes)
@@ -139,7 +140,7 @@ def test_per_class_decoder_equals_gluoncv_output(converted, name):
     np.testing.assert_allclose(ours[:, 1], theirs[:, 1], atol=1e-6)
     np.testing.assert_allclose(ours[:, 2:], theirs[:, 2:], atol=1e-4)
     # The multibox decoder on the same outputs keeps one class per anchor: other detections.
-    multibox = valid_rows(*(o.asnumpy() for o in Detector(DetectSpec())(*outputs)))
+    multibox = valid_rows(*(o.asnumpy() for o in DetectionHead(DetectSpec())(*outputs)))
     assert not (len(multibox) == len(ours) and np.allclose(multibox, ours))
 
 
@@ -250,7 +251,7 @@ BOX1 = [0.5, 0.5, 1.0, 1.0]  # (0.5, 0.5, 1.1, 1.1) clipped to the image
 
 
 def hand_made(spec: DetectSpec, hybridize: bool = False) -> np.ndarray:
-    detector = Detector(spec)
+    detector = DetectionHead(spec)
     if hybridize:
         detector.hybridize()
     ids, scores, boxes = detector(mx.nd.array(np.log(PROBS)), mx.nd.array(OFFSETS),
@@ -287,4 +288,4 @@ def test_per_class_honours_force_suppress_topk_and_threshold():
 
 def test_unknown_decoder_is_refused():
     with pytest.raises(ValueError, match=r"unknown decoder 'caffe'.*'multibox', 'per_class'"):
-        Detector(DetectSpec(decoder="caffe"))
+        DetectionHead(DetectSpec(decoder="caffe"))

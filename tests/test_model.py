@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_ssd import DetectionNet, Detector, get_model, get_preset
+from gluon_ssd import DetectionNet, DetectionHead, get_model, get_preset
 from gluon_ssd.anchors import preset_anchors
 from gluon_ssd.presets import DetectSpec
 
@@ -207,12 +207,12 @@ def test_prediction_rows_follow_multibox_prior_order():
 # Detection: layout, decoding, suppression.
 
 def detect(cls_logits, offsets, anchors, **spec):
-    """A :class:`Detector` on hand-made ``(N, C+1)`` logits, ``(N, 4)`` offsets, ``(N, 4)`` anchors.
+    """A :class:`DetectionHead` on hand-made ``(N, C+1)`` logits, ``(N, 4)`` offsets, ``(N, 4)`` anchors.
 
     ``max_detections`` defaults to N (MultiBoxDetection returns N rows).
     """
     spec.setdefault("max_detections", len(anchors))
-    detector = Detector(DetectSpec(**spec))
+    detector = DetectionHead(DetectSpec(**spec))
     batch = [mx.nd.array(np.asarray(a, np.float32)[None]) for a in (cls_logits, offsets, anchors)]
     batch[1] = batch[1].reshape((1, -1))
     return [o.asnumpy()[0] for o in detector(*batch)]
@@ -333,7 +333,7 @@ def test_reset_classes_reuses_kept_classes_and_background(demo_net):
 
 def test_detector_returns_k_rows_even_with_fewer_anchors():
     # one anchor, class 1 likely: one detection, then K - 1 empty rows (id and score -1)
-    ids, scores, boxes = Detector(DetectSpec(max_detections=5))(
+    ids, scores, boxes = DetectionHead(DetectSpec(max_detections=5))(
         mx.nd.array([[[0.0, 1.0, 6.0]]]), mx.nd.zeros((1, 4)), mx.nd.array([[[0.1, 0.1, 0.5, 0.5]]]))
     assert ids.shape == (1, 5, 1) and boxes.shape == (1, 5, 4)
     np.testing.assert_array_equal(ids[0, :, 0].asnumpy(), [1, -1, -1, -1, -1])

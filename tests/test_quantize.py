@@ -16,8 +16,8 @@ from gluoncv.utils.bbox import bbox_iou
 
 from gluon_ssd.cli import main
 from gluon_ssd.detect import load_detector
-from gluon_ssd.export import (FP32_OPERATORS, QuantizedSSD, calibration_batches,
-                              export_quantized, quantize_model)
+from gluon_ssd.quantize import (FP32_OPERATORS, QuantizedSSD, calibration_batches,
+                                export_quantized, quantize_model)
 from gluon_ssd.model import DetectionNet
 from gluon_ssd.presets import DetectSpec
 from gluon_ssd.train import TrainConfig, train

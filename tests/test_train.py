@@ -23,9 +23,9 @@ from PIL import Image
 
 from gluon_ssd import train as train_module
 from gluon_ssd.checkpoint import load_checkpoint, read_checkpoint
-from gluon_ssd.data.datasets import BadImageError
 from gluon_ssd.loss import SSDLoss
 from gluon_ssd.presets import TrainSpec, get_preset
+from gluon_ssd.report import write_run_pictures
 from gluon_ssd.train import (BEST, LAST, TrainConfig, TrainingDiverged, learning_rate, train)
 
 TINY = dict(image_size=64, train_size=32, val_size=16, batch_size=8, progress=False)
@@ -48,10 +48,13 @@ def _without_timing(history):
 
 @pytest.fixture(scope="module")
 def run_a(tmp_path_factory):
-    """An uninterrupted 3-epoch run, evaluated after epochs 2 and 3."""
+    """An uninterrupted 3-epoch run, evaluated after epochs 2 and 3, and its pictures."""
     out = tmp_path_factory.mktemp("run_a")
     config = tiny(out, epochs=3, eval_every=2)
-    return config, train(config)
+    result = train(config)
+    assert sorted(os.listdir(out)) == sorted([BEST, LAST, "log.csv", "log.json", "config.json"])
+    write_run_pictures(str(out))  # what the CLI and the demo do after training
+    return config, result
 
 
 # ----------------------------------------------------------------------------- the run folder
@@ -307,6 +310,7 @@ def test_training_on_a_voc_format_folder_uses_its_class_names(tmp_path):
     net, meta = load_checkpoint(str(out / LAST), classes=("apple", "kiwi", "zebra"))
     assert meta["classes"] == ["apple", "kiwi", "zebra"] and tuple(net.classes) == tuple(
         meta["classes"])
+    assert write_run_pictures(str(out)) == [str(out / "curve.png"), str(out / "detections.png")]
     assert (out / "detections.png").exists()
 
     # resuming it on data with other classes names both class lists

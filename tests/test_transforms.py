@@ -1,4 +1,5 @@
-"""Transforms, batching and the reproducible loader."""
+"""Transforms, batching (labels ``(B, M, 6)``, original image sizes as batch metadata) and the
+reproducible loader."""
 import random
 
 import mxnet as mx
@@ -6,10 +7,12 @@ import numpy as np
 import pytest
 from gluoncv.utils.bbox import bbox_iou
 
-from gluon_ssd.data import SyntheticShapes
+from gluon_ssd.data.synthetic import SyntheticShapes
+from gluon_ssd.data.labels import WIDTH
 from gluon_ssd.data.transforms import (
-    DEFAULT_MEAN, DEFAULT_STD, PATCH_CONSTRAINTS, DetectionLoader, EvalTransform, TrainTransform,
-    batchify, min_iou_crop, random_hflip, sample_patches, seeded_rngs, to_network_input, zoom_out,
+    DEFAULT_MEAN, DEFAULT_STD, PATCH_CONSTRAINTS, Batch, DetectionLoader, EvalTransform,
+    TrainTransform, as_label, batchify, min_iou_crop, random_hflip, sample_patches, seeded_rngs,
+    to_network_input, zoom_out,
 )
 
 
@@ -32,17 +35,26 @@ def test_train_transform_shapes_and_valid_boxes(shapes):
         with seeded_rngs(i):
             out, boxes = transform(image, label)
         assert out.shape == (3, 80, 112) and out.dtype == np.float32
-        assert boxes.shape[1] == 5 and len(boxes) >= 1
+        assert boxes.shape[1] == WIDTH and len(boxes) >= 1
+        assert np.all(boxes[:, 5] == 0)  # SyntheticShapes ignores nothing
         _assert_valid_boxes(boxes, 80, 112)
         assert set(boxes[:, 4]) <= set(label[:, 4])
 
 
-def test_train_transform_drops_extra_columns_and_accepts_numpy():
+def test_train_transform_keeps_the_ignore_column_and_accepts_numpy():
     image = np.zeros((40, 50, 3), np.uint8)
-    label = np.array([[5, 5, 20, 30, 2, 1]], np.float32)  # with a difficult column
+    label = np.array([[5, 5, 20, 30, 2, 1]], np.float32)  # a difficult box
     out, boxes = TrainTransform((32, 32), augment=False)(image, label)
-    np.testing.assert_allclose(boxes, [[3.2, 4, 12.8, 24, 2]], rtol=1e-6)
+    np.testing.assert_allclose(boxes, [[3.2, 4, 12.8, 24, 2, 1]], rtol=1e-6)
     assert out.shape == (3, 32, 32)
+
+
+def test_labels_get_the_six_columns():
+    five = np.array([[1, 2, 3, 4, 0]], np.float32)
+    np.testing.assert_array_equal(as_label(five), [[1, 2, 3, 4, 0, 0]])
+    assert as_label(np.zeros((0, 4))).shape == (0, 6)  # empty: any width
+    with pytest.raises(ValueError, match=r"label: expected \(M, 6\).*\(1, 4\)"):
+        as_label(np.ones((1, 4)))
 
 
 def test_no_augmentation_is_resize_and_normalise(shapes):
@@ -136,7 +148,7 @@ def test_min_iou_crop_keeps_an_object():
     assert boxes.shape == (0, 5)
     with seeded_rngs(0):  # an image without objects goes through the whole augmentation
         out, boxes = TrainTransform((32, 32))(image.astype("uint8"), np.zeros((0, 6), np.float32))
-    assert out.shape == (3, 32, 32) and boxes.shape == (0, 5)
+    assert out.shape == (3, 32, 32) and boxes.shape == (0, WIDTH)
 
 
 def test_augmentation_is_deterministic_under_a_seed(shapes):
@@ -161,26 +173,47 @@ def test_augmentation_is_deterministic_under_a_seed(shapes):
 
 def test_batchify_pads_with_minus_one_to_at_least_three_rows():
     image = mx.nd.zeros((3, 8, 8))
-    one = np.array([[1, 2, 3, 4, 0]], np.float32)
-    none = np.zeros((0, 5), np.float32)
-    images, labels = batchify([(image, one), (image, none)])
-    assert images.shape == (2, 3, 8, 8) and labels.shape == (2, 3, 5)
+    one = np.array([[1, 2, 3, 4, 0, 0]], np.float32)
+    none = np.zeros((0, 6), np.float32)
+    batch = batchify([(image, one, (20, 30)), (image, none, (8, 8))])
+    assert isinstance(batch, Batch)
+    images, labels, sizes = batch
+    assert images.shape == (2, 3, 8, 8) and labels.shape == (2, 3, 6)
     np.testing.assert_array_equal(labels.asnumpy()[0, 0], one[0])
     assert np.all(labels.asnumpy()[0, 1:] == -1) and np.all(labels.asnumpy()[1] == -1)
+    np.testing.assert_array_equal(sizes, [[20, 30], [8, 8]])
     many = np.tile(one, (5, 1))
-    _, labels = batchify([(image, many), (image, one)])
-    assert labels.shape == (2, 5, 5) and np.all(labels.asnumpy()[1, 1:] == -1)
+    labels = batchify([(image, many, (8, 8)), (image, one, (8, 8))]).labels
+    assert labels.shape == (2, 5, 6) and np.all(labels.asnumpy()[1, 1:] == -1)
+
+
+def test_batches_carry_the_original_image_sizes():
+    """Images of three sizes resized to one input: ``image_sizes`` holds each one's (h, w), in
+    this process and from loader processes alike (which hand batches back as lists)."""
+    items = [(np.zeros(shape, np.uint8), np.array([[1, 1, 5, 5, 0, 0]], np.float32))
+             for shape in ((40, 60, 3), (30, 20, 3), (16, 16, 3))]
+    dataset = mx.gluon.data.SimpleDataset(items)
+    for workers in (0, 1):
+        loader = DetectionLoader(dataset, EvalTransform((16, 16)), 2, shuffle=False,
+                                 num_workers=workers)
+        batches = list(loader.epoch(0))
+        assert all(isinstance(b, Batch) for b in batches)
+        np.testing.assert_array_equal(np.concatenate([b.image_sizes for b in batches]),
+                                      [[40, 60], [30, 20], [16, 16]])
+        assert batches[0].image_sizes.dtype == np.int64
+        assert batches[0].labels.shape == (2, 3, 6) and batches[1].images.shape == (1, 3, 16, 16)
 
 
 def _epoch(loader, epoch, start=0):
-    return [(x.asnumpy(), y.asnumpy()) for x, y in loader.epoch(epoch, start)]
+    return [(b.images.asnumpy(), b.labels.asnumpy(), b.image_sizes)
+            for b in loader.epoch(epoch, start)]
 
 
 def _assert_same(batches_a, batches_b):
     assert len(batches_a) == len(batches_b)
-    for (xa, ya), (xb, yb) in zip(batches_a, batches_b):
-        np.testing.assert_array_equal(xa, xb)
-        np.testing.assert_array_equal(ya, yb)
+    for a, b in zip(batches_a, batches_b):
+        for xa, xb in zip(a, b):
+            np.testing.assert_array_equal(xa, xb)
 
 
 def test_loader_reproduces_epochs_for_resume_and_across_workers(shapes):
@@ -188,7 +221,7 @@ def test_loader_reproduces_epochs_for_resume_and_across_workers(shapes):
     first = DetectionLoader(shapes, transform, 5, seed=11, last_batch="discard")
     assert len(first) == 4
     epoch0, epoch1 = _epoch(first, 0), _epoch(first, 1)
-    assert epoch0[0][0].shape == (5, 3, 64, 64) and epoch0[0][1].shape[2] == 5
+    assert epoch0[0][0].shape == (5, 3, 64, 64) and epoch0[0][1].shape[2] == WIDTH
     assert not np.array_equal(epoch0[0][0], epoch1[0][0])
     resumed = DetectionLoader(shapes, transform, 5, seed=11, last_batch="discard")
     _assert_same(_epoch(resumed, 1), epoch1)  # a fresh loader, straight at epoch 1
@@ -200,7 +233,7 @@ def test_loader_reproduces_epochs_for_resume_and_across_workers(shapes):
 def test_loader_order_and_last_batch(shapes):
     loader = DetectionLoader(shapes, EvalTransform((32, 32)), 10, shuffle=False)
     batches = _epoch(loader, 3)
-    assert len(loader) == 3 and [len(x) for x, _ in batches] == [10, 10, 4]
+    assert len(loader) == 3 and [len(x) for x, _, _ in batches] == [10, 10, 4]
     expected = EvalTransform((32, 32))(*shapes[12])[0].asnumpy()
     np.testing.assert_array_equal(batches[1][0][2], expected)
     with pytest.raises(ValueError, match="last_batch"):

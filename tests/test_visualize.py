@@ -5,13 +5,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from gluon_ssd.boxes import to_normalised, to_pixels
 from gluon_ssd.coverage import preset_coverage, sample_boxes
+from gluon_ssd.data.io import read_image
 from gluon_ssd.presets import SSD300_ANCHORS
 from gluon_ssd.visualize import (as_image, blank_canvas, check_cell, default_canvas_size,
                                  draw_boxes, new_figure, plot_anchors_at, plot_boxes,
                                  plot_coverage, plot_detection_grid, plot_feature_map_anchors,
                                  plot_hard_negatives, plot_matches, plot_preset_anchors,
-                                 plot_training_curves, read_image, sample_image, to_pixels)
+                                 plot_training_curves, sample_image)
 
 
 def rectangles(ax):
@@ -27,6 +29,8 @@ def assert_png(path):
 
 def test_to_pixels_scales_x_by_width_and_y_by_height():
     np.testing.assert_allclose(to_pixels([[0.1, 0.2, 0.5, 1.0]], (200, 400)), [[40, 40, 200, 200]])
+    np.testing.assert_allclose(to_normalised(to_pixels([[0.1, 0.2, 0.5, 1.0]], (200, 400)),
+                                             (200, 400)), [[0.1, 0.2, 0.5, 1.0]])
 
 
 def test_draw_boxes_normalised_and_pixel_boxes_agree_and_input_is_untouched():

@@ -1,14 +1,12 @@
-"""The data stage: datasets (items ``(image (H, W, 3) uint8, label (M, 5+) pixels)``), the
-training / evaluation transforms and a reproducible batch loader. See ``datasets.py`` for the
-label layout and box convention, ``transforms.py`` for the augmentation and determinism."""
-from .datasets import (
-    BadImageError, COCODataset, LoadStats, VOCDataset, VOCFolderDataset, get_dataset, read_image,
-)
-from .synthetic import SyntheticShapes
-from .transforms import DetectionLoader, EvalTransform, TrainTransform, batchify
+"""The data stage. Import the submodules; this package imports none of them eagerly, so that
+e.g. ``gluon_ssd.data.io`` loads neither the synthetic dataset nor gluoncv's dataset classes.
 
-__all__ = [
-    "BadImageError", "COCODataset", "LoadStats", "VOCDataset", "VOCFolderDataset", "get_dataset",
-    "read_image", "SyntheticShapes", "DetectionLoader", "EvalTransform", "TrainTransform",
-    "batchify",
-]
+- ``io``: the one image reader (:func:`~gluon_ssd.data.io.read_image`), ``BadImageError``,
+  image folder listing.
+- ``labels``: the label layout ``(M, 6)`` ``xmin, ymin, xmax, ymax, class_id, ignore`` in pixels,
+  named columns, box sanitising, ``LoadStats``.
+- ``datasets``: Pascal VOC, COCO and VOC-format folders, ``get_dataset``, ``DataConfig`` and
+  ``build_split``.
+- ``synthetic``: ``SyntheticShapes``, the embedded default dataset.
+- ``transforms``: training / evaluation transforms and the batch loader.
+"""

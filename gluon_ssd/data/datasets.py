@@ -1,26 +1,23 @@
-"""Detection datasets on disk: Pascal VOC, COCO and VOC-format folders, through ``gluoncv.data``.
+"""Detection datasets on disk: Pascal VOC, COCO and VOC-format folders, through ``gluoncv.data``;
+:func:`get_dataset` (any dataset by name or folder) and :func:`build_split` (a split as a
+:class:`DataConfig` describes it, for training and evaluation alike).
 
-Every dataset here (and :class:`~gluon_ssd.data.synthetic.SyntheticShapes`) has
+Every dataset here (and :class:`~gluon_ssd.data.synthetic.SyntheticShapes`) has ``classes``
+(class id ``k`` is ``classes[k]``), ``stats`` (a :class:`~gluon_ssd.data.labels.LoadStats`:
+boxes clipped / dropped, images skipped) and items ``(image, label)``: ``image`` an
+``mx.nd.NDArray`` ``(H, W, 3)`` uint8 RGB, ``label`` float32 ``(M, 6)`` in the layout of
+:mod:`gluon_ssd.data.labels` (``M`` may be 0), pixels of the original image.
 
-- ``classes``: tuple of class names; class id ``k`` is ``classes[k]`` (ids start at 0);
-- ``stats``: a :class:`LoadStats` with the boxes clipped / dropped and the images skipped;
-- item ``i`` = ``(image, label)``: ``image`` an ``mx.nd.NDArray`` ``(H, W, 3)`` uint8 RGB,
-  ``label`` a float32 numpy array ``(M, 6)`` with rows
-  ``[xmin, ymin, xmax, ymax, class_id, ignore]`` (SyntheticShapes: ``(M, 5)``, no ``ignore``).
-  ``ignore`` is VOC's ``difficult`` flag or COCO's ``iscrowd``: 1 for boxes that evaluation
-  neither counts as missed nor as false positives. ``M`` may be 0 (shape ``(0, 6)``).
-
-Box convention: corner format in continuous pixel coordinates of the original image, where
-pixel ``(row r, col c)`` covers ``[c, c + 1) x [r, r + 1)``; boxes lie in ``[0, W] x [0, H]``.
 VOC's 1-based inclusive ``[x1, y1, x2, y2]`` becomes ``[x1 - 1, y1 - 1, x2, y2]`` (gluoncv
 subtracts 1 from all four); COCO's ``[x, y, w, h]`` becomes ``[x, y, x + w, y + h]``.
 
 Bad input: boxes reaching outside the image are clipped to it, boxes with no area (after
 clipping, or ``xmin >= xmax`` / ``ymin >= ymax`` as given) are dropped; both are counted in
 ``stats``. A class name (VOC) or category id (COCO) outside the class list raises ``ValueError``
-naming the annotation file. An unreadable image raises :class:`BadImageError` naming the file when
-the item is loaded; with ``skip_bad=True`` every image is decoded once at construction and the
-unreadable ones are left out (listed in ``stats.unreadable``).
+naming the annotation file. An unreadable or truncated image raises
+:class:`~gluon_ssd.data.io.BadImageError` naming the file when the item is loaded; with
+``skip_bad=True`` every image is decoded once at construction and the bad ones are left out
+(listed in ``stats.unreadable``).
 """
 from __future__ import annotations
 
@@ -30,15 +27,18 @@ import io
 import logging
 import os
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-import cv2
 import mxnet as mx
 import numpy as np
 from gluoncv.data import COCODetection, VOCDetection
 from mxnet import gluon
-from PIL import Image
+
+from ..presets import Spec
+from .io import BadImageError, find_unreadable, image_size, list_images, read_image
+from .labels import WIDTH, LoadStats
+from .synthetic import DEFAULT_CLASSES, DEFAULT_LENGTH, SyntheticShapes
 
 LOG = logging.getLogger(__name__)
 
@@ -52,87 +52,6 @@ VOC_SPLITS = {
     "test": ((2007, "test"),),
 }
 COCO_SPLITS = {"train": "train2017", "val": "val2017"}
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-LABEL_WIDTH = 6  # xmin, ymin, xmax, ymax, class_id, ignore
-
-
-@dataclass
-class LoadStats:
-    """What loading had to repair or leave out, for the training log.
-
-    Attributes:
-        boxes_clipped: boxes that reached outside the image and were clipped to it.
-        boxes_dropped: boxes without area (inverted, degenerate or wholly outside the image).
-        unreadable: paths of images that could not be decoded and were skipped.
-    """
-
-    boxes_clipped: int = 0
-    boxes_dropped: int = 0
-    unreadable: List[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """One line, e.g. ``"3 boxes clipped, 1 dropped, 0 unreadable images skipped"``."""
-        return (f"{self.boxes_clipped} boxes clipped, {self.boxes_dropped} dropped, "
-                f"{len(self.unreadable)} unreadable images skipped")
-
-
-class BadImageError(OSError, ValueError):
-    """An image file that is missing or cannot be decoded; ``path`` names it."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"cannot read image {path}: {reason}")
-        self.path = path
-
-
-def read_image(path: str) -> mx.nd.NDArray:
-    """Decode the image at ``path`` to an ``(H, W, 3)`` uint8 RGB NDArray.
-
-    OpenCV decodes it: grayscale and RGBA become RGB, and EXIF orientation is applied.
-
-    Raises:
-        BadImageError: the file is missing or is not a decodable image.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = np.frombuffer(f.read(), dtype=np.uint8)
-    except OSError as err:
-        raise BadImageError(path, err.strerror or str(err)) from err
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise BadImageError(path, "not a decodable image")
-    return mx.nd.array(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype="uint8")
-
-
-def sanitize_boxes(label: np.ndarray, width: float, height: float) -> Tuple[np.ndarray, int, int]:
-    """Clip boxes to the image and drop those without area.
-
-    Args:
-        label: ``(M, 4+)`` rows ``[xmin, ymin, xmax, ymax, ...]`` in pixels; extra columns kept.
-        width, height: the image size in pixels.
-
-    Returns:
-        ``(kept (K, 4+), n_clipped, n_dropped)``; a dropped box is not counted as clipped.
-    """
-    label = np.asarray(label, np.float32)
-    limits = np.array([width, height, width, height], np.float32)
-    boxes = np.clip(label[:, :4], 0, limits)
-    valid = (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 1] < boxes[:, 3])
-    valid &= (label[:, 0] < label[:, 2]) & (label[:, 1] < label[:, 3])
-    clipped = np.any(boxes != label[:, :4], axis=1) & valid
-    kept = np.concatenate([boxes, label[:, 4:]], axis=1)[valid]
-    return kept, int(clipped.sum()), int((~valid).sum())
-
-
-def find_unreadable(paths: Sequence[str]) -> List[int]:
-    """Indices of the ``paths`` that :func:`read_image` cannot decode (each logged as a warning)."""
-    bad = []
-    for i, path in enumerate(paths):
-        try:
-            read_image(path)
-        except BadImageError as err:
-            LOG.warning("skipping %s", err)
-            bad.append(i)
-    return bad
 
 
 def _existing_dir(path: str) -> str:
@@ -169,7 +88,9 @@ class _FileDataset:
     stats: LoadStats
 
     def __getitem__(self, idx: int) -> Tuple[mx.nd.NDArray, np.ndarray]:
-        return read_image(self.image_path(idx)), self._label(idx).copy()
+        # NDArray, as gluoncv's datasets return images; truncated files are bad images too
+        image = read_image(self.image_path(idx), on_truncated="raise")
+        return mx.nd.array(image, dtype="uint8"), self._label(idx).copy()
 
     def _drop_unreadable(self) -> None:
         """Decode every image once and leave out those that fail (``skip_bad``)."""
@@ -177,13 +98,6 @@ class _FileDataset:
         bad = set(find_unreadable(paths))
         self.stats.unreadable.extend(paths[i] for i in sorted(bad))
         self._keep([i for i in range(len(paths)) if i not in bad])
-
-    def _count(self, label: np.ndarray, width: float, height: float) -> np.ndarray:
-        """:func:`sanitize_boxes`, adding its counts to ``stats``."""
-        kept, clipped, dropped = sanitize_boxes(label, width, height)
-        self.stats.boxes_clipped += clipped
-        self.stats.boxes_dropped += dropped
-        return kept
 
     @property
     def classes(self) -> Tuple[str, ...]:
@@ -210,8 +124,6 @@ class VOCDataset(_FileDataset, VOCDetection):
             ``root/VOC{year}/ImageSets/Main/{name}.txt``.
         classes: the class list (default: the 20 VOC classes); a name outside it is an error.
         skip_bad: leave out images that cannot be decoded (see the module docstring).
-
-    Items: see the module docstring (the 6th column is ``difficult``).
     """
 
     def __init__(self, root: str = DEFAULT_VOC_ROOT,
@@ -248,7 +160,7 @@ class VOCDataset(_FileDataset, VOCDetection):
         width, height = self._image_size(idx, root, path)
         self._im_shapes[idx] = (width, height)
         rows = [self._object_row(obj, path) for obj in root.iter("object")]
-        return self._count(np.array(rows, np.float32).reshape(-1, LABEL_WIDTH), width, height)
+        return self.stats.sanitize(np.array(rows, np.float32).reshape(-1, WIDTH), width, height)
 
     def _object_row(self, obj: ET.Element, path: str) -> List[float]:
         """``[xmin, ymin, xmax, ymax, class_id, difficult]`` of one ``<object>``."""
@@ -271,12 +183,12 @@ class VOCDataset(_FileDataset, VOCDetection):
             width, height = (float(_xml_text(size, t, path)) for t in ("width", "height"))
             if width > 0 and height > 0:
                 return width, height
-        image = self.image_path(idx)
         try:
-            with Image.open(image) as im:
-                return float(im.size[0]), float(im.size[1])
-        except OSError as err:
-            raise BadImageError(image, f"{err} (needed for its size, absent from {path})") from err
+            height, width = image_size(self.image_path(idx))
+        except BadImageError as err:
+            raise BadImageError(err.path, f"{err.reason} (needed for its size, absent from "
+                                          f"{path})") from err
+        return float(width), float(height)
 
 
 def _read_id_list(folder: str, name: str) -> List[str]:
@@ -303,8 +215,6 @@ class VOCFolderDataset(VOCDataset):
             (the same for every split).
         val_fraction: share of images in the derived ``"val"`` split.
         skip_bad: leave out images that cannot be decoded.
-
-    Items: see the module docstring (the 6th column is ``difficult``).
     """
 
     def __init__(self, root: str, split: str = "train", classes: Optional[Sequence[str]] = None,
@@ -351,10 +261,10 @@ class VOCFolderDataset(VOCDataset):
 
 
 def _image_files(folder: str) -> Dict[str, str]:
-    """Map image id (file stem) -> file name for the images in ``folder``."""
-    names = os.listdir(folder) if os.path.isdir(folder) else []
-    return {os.path.splitext(n)[0]: n for n in sorted(names)
-            if n.lower().endswith(IMAGE_EXTENSIONS)}
+    """Map image id (file stem) -> file name for the images in ``folder`` (see
+    :func:`~gluon_ssd.data.io.list_images`)."""
+    names = [os.path.basename(p) for p in list_images(folder)[0]] if os.path.isdir(folder) else []
+    return {os.path.splitext(n)[0]: n for n in names}
 
 
 def _class_names(annotations: Sequence[str]) -> Tuple[str, ...]:
@@ -377,8 +287,6 @@ class COCODataset(_FileDataset, COCODetection):
         root: the dataset folder.
         split: e.g. ``"train2017"``, ``"val2017"``.
         skip_bad: leave out images that cannot be decoded.
-
-    Items: see the module docstring (the 6th column is ``iscrowd``).
     """
 
     def __init__(self, root: str = DEFAULT_COCO_ROOT, split: str = "val2017",
@@ -435,8 +343,8 @@ class COCODataset(_FileDataset, COCODetection):
             x, y, w, h = obj["bbox"]
             rows.append([x, y, x + w, y + h, self.json_id_to_contiguous[obj["category_id"]],
                          obj.get("iscrowd", 0)])
-        label = np.array(rows, np.float32).reshape(-1, LABEL_WIDTH)
-        return self._count(label, entry["width"], entry["height"])
+        label = np.array(rows, np.float32).reshape(-1, WIDTH)
+        return self.stats.sanitize(label, entry["width"], entry["height"])
 
 
 def _load_coco(path: str):
@@ -466,32 +374,24 @@ def get_dataset(name_or_path: str, split: str = "train", *, root: Optional[str] 
                 size: Tuple[int, int] = (192, 192), length: Optional[int] = None, seed: int = 0,
                 classes: Optional[Sequence[str]] = None,
                 skip_bad: bool = False, cache_mb: float = 0.0) -> gluon.data.Dataset:
-    """One split of a dataset, by name or folder.
+    """One split of a dataset, by name or folder; items as the module docstring says.
 
     Args:
-        name_or_path:
-            ``"synthetic"``: :class:`SyntheticShapes` (``size``, ``length``, ``seed``,
-            ``classes`` and ``cache_mb`` apply; ``split`` is ``"train"`` or ``"val"``);
-            ``"voc"``: :class:`VOCDataset` under ``root`` (default ``~/.mxnet/datasets/voc``),
-            ``split`` as in :func:`voc_splits`;
-            ``"coco"``: :class:`COCODataset` under ``root`` (default ``~/.mxnet/datasets/coco``),
-            ``"train"`` -> ``train2017``, ``"val"`` -> ``val2017``, other names literally;
-            a folder: a VOC-format folder (has ``Annotations/``, :class:`VOCFolderDataset`), a
-            VOCdevkit (has ``VOC2007/`` or ``VOC2012/``) or a COCO-format folder (has
-            ``annotations/``).
+        name_or_path: ``"synthetic"`` (:class:`SyntheticShapes`: ``size``, ``length``, ``seed``,
+            ``classes``, ``cache_mb`` apply, ``split`` is ``"train"`` or ``"val"``); ``"voc"``
+            (:class:`VOCDataset` under ``root``, default ``~/.mxnet/datasets/voc``, ``split`` as
+            in :func:`voc_splits`); ``"coco"`` (:class:`COCODataset` under ``root``, default
+            ``~/.mxnet/datasets/coco``, ``"train"`` / ``"val"`` -> ``train2017`` / ``val2017``,
+            other names literally); or a folder: VOC format (has ``Annotations/``,
+            :class:`VOCFolderDataset`), a VOCdevkit (has ``VOC2007/`` or ``VOC2012/``) or COCO
+            format (has ``annotations/``).
         split: which split (meaning per dataset as above).
         classes: class list override (synthetic: shape names; VOC folders: class names).
-        skip_bad: leave out unreadable images, counted in ``stats.unreadable``.
-
-    Returns:
-        A dataset with ``classes`` and ``stats``; items ``(image (H, W, 3) uint8 NDArray,
-        label (M, 5 or 6) float32 [xmin, ymin, xmax, ymax, class_id(, ignore)] pixels)``.
+        skip_bad: leave out unreadable or truncated images, listed in ``stats.unreadable``.
 
     Raises:
         ValueError: unknown name, missing or empty folder, missing split file.
     """
-    from .synthetic import DEFAULT_CLASSES, DEFAULT_LENGTH, SyntheticShapes  # imports this module
-
     key = name_or_path.lower()
     if key == "synthetic":
         return SyntheticShapes(length or DEFAULT_LENGTH.get(split, DEFAULT_LENGTH["val"]), size,
@@ -522,8 +422,36 @@ def _folder_dataset(path: str, split: str, classes: Optional[Sequence[str]],
                      "VOC2007/ or VOC2012/ (VOCdevkit) or annotations/ (COCO format)")
 
 
-__all__ = [
-    "LoadStats", "BadImageError", "read_image", "sanitize_boxes", "find_unreadable",
-    "VOCDataset", "VOCFolderDataset", "COCODataset", "voc_splits", "get_dataset",
-    "VOC_CLASSES", "LABEL_WIDTH",
-]
+@dataclass(frozen=True)
+class DataConfig(Spec):
+    """Which data a run trains and validates on (the data fields of a training config).
+
+    Attributes:
+        data: ``synthetic``, ``voc``, ``coco`` or a dataset folder (see :func:`get_dataset`).
+        data_root: root folder for ``voc`` / ``coco`` (default: under ``~/.mxnet/datasets``).
+        train_size, val_size: number of synthetic images per split (default: the dataset's).
+        seed: synthetic images' base seed.
+        skip_bad: leave out unreadable images, counted in the dataset's ``stats``.
+        cache_mb: memory per split for rendered synthetic images (0: render every time).
+    """
+
+    data: str = "synthetic"
+    data_root: Optional[str] = None
+    train_size: Optional[int] = None
+    val_size: Optional[int] = None
+    seed: int = 0
+    skip_bad: bool = False
+    cache_mb: float = 0.0
+
+
+def build_split(cfg: DataConfig, split: str, size: Tuple[int, int]) -> gluon.data.Dataset:
+    """Split ``split`` of ``cfg.data`` as training and evaluation use it: synthetic images are
+    ``size = (H, W)``, ``cfg.train_size`` of them for ``"train"``, ``cfg.val_size`` otherwise
+    (``None``: the dataset's default). Items as :func:`get_dataset` returns them."""
+    length = cfg.train_size if split == "train" else cfg.val_size
+    return get_dataset(cfg.data, split, root=cfg.data_root, size=size, length=length, seed=cfg.seed,
+                       skip_bad=cfg.skip_bad, cache_mb=cfg.cache_mb)
+
+
+__all__ = ["VOCDataset", "VOCFolderDataset", "COCODataset", "voc_splits", "get_dataset",
+           "VOC_CLASSES", "DataConfig", "build_split"]

@@ -6,11 +6,10 @@ pixel noise. Shapes may overlap, but every shape keeps at least ``MIN_VISIBLE`` 
 
 Item ``i`` is a pure function of ``(seed, split, i)``: the same in any process, worker or order.
 
-Box convention (shared with :mod:`gluon_ssd.data.datasets`): corner format
-``[xmin, ymin, xmax, ymax]`` in continuous pixel coordinates, where pixel ``(row r, col c)``
-covers ``[c, c + 1) x [r, r + 1)``. A box is the tight box of every pixel the shape touched
-(antialiased edges included), so ``xmax`` is the last column + 1 and boxes lie in
-``[0, W] x [0, H]``.
+Labels have the layout of :mod:`gluon_ssd.data.labels` (``ignore`` always 0): corner boxes in
+continuous pixel coordinates, where pixel ``(row r, col c)`` covers ``[c, c + 1) x [r, r + 1)``.
+A box is the tight box of every pixel the shape touched (antialiased edges included), so
+``xmax`` is the last column + 1 and boxes lie in ``[0, W] x [0, H]``.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .datasets import LoadStats
+from .labels import LoadStats, make_label
 
 Contours = List[np.ndarray]  # polygons (K, 2) in unit coordinates, filled with the even-odd rule
 
@@ -85,12 +84,12 @@ class SyntheticShapes(gluon.data.Dataset):
         classes: shape names, a subset of :data:`SHAPES`; class id = position in this tuple.
         cache_mb: keep rendered items in memory, up to this many MiB of images (``H * W * 3``
             bytes each: 5000 demo images of 192x192 take 527 MiB); later epochs then skip the
-            rendering, which is about a tenth of the demo's training step on 2 cores. 0: render
-            every time. Items past the budget are rendered every time.
+            rendering (see ``benchmarks/README.md`` for what that saves). 0: render every time.
+            Items past the budget are rendered every time.
 
     Item ``i`` is ``(image, label)``: ``image`` an ``mx.nd.NDArray`` ``(H, W, 3)`` uint8 RGB (as
-    gluoncv's datasets return), ``label`` a float32 numpy array ``(M, 5)``, ``1 <= M <= 6``, rows
-    ``[xmin, ymin, xmax, ymax, class_id]`` in continuous pixels (see the module docstring). The
+    gluoncv's datasets return), ``label`` a float32 numpy array ``(M, 6)``, ``1 <= M <= 6``, rows
+    ``[xmin, ymin, xmax, ymax, class_id, 0]`` in continuous pixels (see the module docstring). The
     square on the longer side of each box covers ``[MIN_AREA, MAX_AREA]`` of the image area
     (+-2 px of antialiasing on the side), and fits inside the image.
     """
@@ -136,13 +135,13 @@ class SyntheticShapes(gluon.data.Dataset):
         return mx.nd.array(image, dtype="uint8"), label.copy()
 
     def render(self, idx: int) -> Tuple[np.ndarray, np.ndarray]:
-        """Item ``idx`` as numpy: image ``(H, W, 3)`` uint8 RGB, label ``(M, 5)`` float32 pixels."""
+        """Item ``idx`` as numpy: image ``(H, W, 3)`` uint8 RGB, label ``(M, 6)`` float32 pixels."""
         rng = np.random.default_rng([self.seed, SPLITS[self.split], idx])
         canvas = _background(rng, self.size)
         owner = np.full(self.size, -1, np.int16)  # index of the topmost shape at each pixel
         areas: List[int] = []
         visible: List[int] = []
-        rows = []
+        boxes, class_ids = [], []
         for _ in range(rng.integers(1, MAX_OBJECTS + 1)):
             cls = int(rng.integers(len(self.classes)))
             alpha = self._shape_mask(rng, self.classes[cls])
@@ -152,9 +151,10 @@ class SyntheticShapes(gluon.data.Dataset):
             x, y = placed
             h, w = alpha.shape
             _paint(rng, canvas[y:y + h, x:x + w], alpha)
-            rows.append((x, y, x + w, y + h, cls))
+            boxes.append((x, y, x + w, y + h))
+            class_ids.append(cls)
         _draw_lines(rng, canvas, int(rng.integers(0, 3)))  # clutter in front of the shapes too
-        return self._add_noise(rng, canvas), np.array(rows, np.float32).reshape(-1, 5)
+        return self._add_noise(rng, canvas), make_label(boxes, class_ids)
 
     def _shape_mask(self, rng: np.random.Generator, name: str) -> np.ndarray:
         """Antialiased mask (h, w) uint8 of one shape, cropped to its tight box."""

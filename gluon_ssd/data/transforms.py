@@ -9,9 +9,14 @@ clipped to it; see :func:`sample_patches`) -> resize to the input size (random i
 -> horizontal flip (p = 0.5) -> CHW float32 normalised with ``(x / 255 - mean) / std``.
 
 Inputs: ``image`` an ``(H, W, 3)`` uint8 RGB ``mx.nd.NDArray`` (what the datasets return; numpy
-is converted), ``label`` a numpy array ``(M, 5+)`` with rows
-``[xmin, ymin, xmax, ymax, class_id, ...]`` in pixels of that image. Labels stay in pixels (of the
-resized image); normalising to [0, 1] and reordering for MultiBoxTarget is the trainer's job.
+is converted), ``label`` a numpy array ``(M, 6)`` with rows ``xmin, ymin, xmax, ymax, class_id,
+ignore`` in pixels of that image (the layout of :mod:`gluon_ssd.data.labels`; a label without
+the ``ignore`` column gets one of zeros). Labels stay in pixels (of the resized image);
+normalising to [0, 1] and reordering for MultiBoxTarget is the trainer's job.
+
+Batches: :class:`DetectionLoader` yields :class:`Batch` ``(images, labels, image_sizes)``; the
+original size of every image travels as ``image_sizes``, so evaluation can score boxes in the
+original image's pixels.
 
 Randomness: the transforms draw only from numpy's global RNG (``np.random``) and Python's
 ``random`` module (gluoncv's primitives use both). :class:`DetectionLoader` seeds both for every
@@ -25,7 +30,7 @@ import contextlib
 import functools
 import random
 from dataclasses import fields
-from typing import Iterator, List, Sequence, Tuple, Union
+from typing import Iterator, List, NamedTuple, Sequence, Tuple, Union
 
 import mxnet as mx
 import numpy as np
@@ -37,9 +42,10 @@ from mxnet import gluon
 
 from ..presets import ModelSpec
 from ..targets import MIN_LABEL_ROWS  # MultiBoxTarget needs at least 3 label rows per image
+from .labels import BOX, IGNORE, PAD, WIDTH
 
 Image = Union[mx.nd.NDArray, np.ndarray]
-Sample = Tuple[mx.nd.NDArray, np.ndarray]
+Sample = Tuple[mx.nd.NDArray, np.ndarray]  # what a transform returns: (image, label)
 
 _MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelSpec)}
 DEFAULT_MEAN: Tuple[float, float, float] = _MODEL_DEFAULTS["mean"]
@@ -52,8 +58,39 @@ LINEAR = 1  # OpenCV's INTER_LINEAR
 N_INTERPOLATIONS = 5  # OpenCV's nearest, linear, cubic, area, lanczos
 
 
+class Batch(NamedTuple):
+    """One batch of :class:`DetectionLoader`.
+
+    Attributes:
+        images: ``(B, 3, H, W)`` float32 NDArray, the network input.
+        labels: ``(B, M, 6)`` float32 NDArray, rows ``xmin, ymin, xmax, ymax, class_id, ignore``
+            in pixels of the network input (columns named in :mod:`gluon_ssd.data.labels`);
+            rows past an image's objects are -1.
+        image_sizes: ``(B, 2)`` int64 numpy ``(height, width)`` of each ORIGINAL image (before
+            the transform), to take boxes back to its pixels.
+    """
+
+    images: mx.nd.NDArray
+    labels: mx.nd.NDArray
+    image_sizes: np.ndarray
+
+
 def _as_ndarray(image: Image) -> mx.nd.NDArray:
     return image if isinstance(image, mx.nd.NDArray) else mx.nd.array(image, dtype="uint8")
+
+
+def as_label(label: np.ndarray) -> np.ndarray:
+    """``label`` ``(M, 5)`` or ``(M, 6)`` -> float32 ``(M, 6)``; a missing ``ignore`` column is
+    0, an empty label of any shape is ``(0, 6)``. ``ValueError`` for any other width."""
+    label = np.asarray(label, np.float32)
+    if label.size == 0:
+        return np.zeros((0, WIDTH), np.float32)
+    if label.ndim == 2 and label.shape[1] == WIDTH:
+        return label
+    if label.ndim != 2 or label.shape[1] != IGNORE:  # all columns up to ignore
+        raise ValueError(f"label: expected (M, {WIDTH}) rows xmin, ymin, xmax, ymax, class_id, "
+                         f"ignore, got shape {label.shape}")
+    return np.concatenate([label, np.zeros((len(label), 1), np.float32)], axis=1)
 
 
 def photometric_distort(image: mx.nd.NDArray) -> mx.nd.NDArray:
@@ -129,7 +166,7 @@ def sample_patches(label: np.ndarray, size: Tuple[int, int],
         if (min_iou, max_iou) == (0, 1):
             ok = np.ones(trials, bool)
         else:
-            iou = bbox_iou(patches.astype(np.float64), np.asarray(label, np.float64)[:, :4])
+            iou = bbox_iou(patches.astype(np.float64), np.asarray(label, np.float64)[:, BOX])
             ok = ((iou >= min_iou) & (iou <= max_iou)).any(axis=1)
         if ok.any():
             first = int(np.argmax(ok))
@@ -171,10 +208,11 @@ class TrainTransform:
         augment: apply the augmentation (False: the no-augmentation ablation).
         max_expand: largest zoom-out factor per side (the paper: 4).
 
-    Call with ``(image (H, W, 3) uint8, label (M, 5+))``; returns ``(image (3, height, width)
-    float32 NDArray, label (K, 5) float32 numpy [xmin, ymin, xmax, ymax, class_id])``, boxes in
-    pixels of the output image, inside it, ``xmin < xmax`` and ``ymin < ymax`` for valid input.
-    Extra label columns (e.g. difficult) are dropped. Random draws: ``np.random`` and ``random``.
+    Call with ``(image (H, W, 3) uint8, label (M, 6))`` (see :func:`as_label`); returns
+    ``(image (3, height, width) float32 NDArray, label (K, 6) float32 numpy)``, boxes in pixels of
+    the output image, inside it, ``xmin < xmax`` and ``ymin < ymax`` for valid input; the class
+    and ``ignore`` columns ride along (training learns ignored boxes as objects, as GluonCV
+    does: only evaluation reads the flag). Random draws: ``np.random`` and ``random``.
     """
 
     def __init__(self, size: Tuple[int, int], mean: Sequence[float] = DEFAULT_MEAN,
@@ -187,7 +225,7 @@ class TrainTransform:
 
     def __call__(self, image: Image, label: np.ndarray) -> Sample:
         image = _as_ndarray(image)
-        label = np.asarray(label, np.float32)[:, :5]
+        label = as_label(label)
         if not self.augment:
             image, label = resize(image, label, self.size)
             return to_network_input(image, self.mean, self.std), label
@@ -206,9 +244,9 @@ class EvalTransform:
         size: network input ``(height, width)``.
         mean, std: as in :class:`TrainTransform`.
 
-    Call with ``(image (H, W, 3), label (M, K))``; returns ``(image (3, height, width) float32
-    NDArray, label (M, K) float32)`` with the boxes scaled to the resized image's pixels and all
-    other columns (class id, difficult / iscrowd) kept. No randomness.
+    Call with ``(image (H, W, 3), label (M, 6))`` (see :func:`as_label`); returns ``(image (3,
+    height, width) float32 NDArray, label (M, 6) float32)`` with the boxes scaled to the resized
+    image's pixels and the class and ``ignore`` columns kept. No randomness.
     """
 
     def __init__(self, size: Tuple[int, int], mean: Sequence[float] = DEFAULT_MEAN,
@@ -217,29 +255,30 @@ class EvalTransform:
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, image: Image, label: np.ndarray) -> Sample:
-        image, label = resize(_as_ndarray(image), np.asarray(label, np.float32), self.size)
+        image, label = resize(_as_ndarray(image), as_label(label), self.size)
         return to_network_input(image, self.mean, self.std), label
 
 
-def batchify(samples: Sequence[Sample],
-             min_rows: int = MIN_LABEL_ROWS) -> Tuple[mx.nd.NDArray, mx.nd.NDArray]:
+def batchify(samples: Sequence[Tuple[mx.nd.NDArray, np.ndarray, Tuple[int, int]]],
+             min_rows: int = MIN_LABEL_ROWS) -> Batch:
     """Stack transformed samples into a batch.
 
     Args:
-        samples: ``B`` pairs ``(image (3, H, W) float32, label (M_i, K) float32)``; same H, W, K.
+        samples: ``B`` triples ``(image (3, H, W) float32, label (M_i, 6) float32, (h_i, w_i))``
+            (same H, W), ``(h_i, w_i)`` the size of the image before the transform.
         min_rows: the smallest number of label rows per image in the output.
 
     Returns:
-        ``images (B, 3, H, W)`` float32 and ``labels (B, max(min_rows, max_i M_i), K)`` float32
-        NDArrays; the rows past each image's ``M_i`` are all -1 (MultiBoxTarget's padding).
+        :class:`Batch`: ``images (B, 3, H, W)``, ``labels (B, max(min_rows, max_i M_i), 6)``
+        (the rows past each image's ``M_i`` are all -1, MultiBoxTarget's padding) and
+        ``image_sizes (B, 2)``.
     """
-    images, labels = zip(*samples)
-    width = labels[0].shape[1]
+    images, labels, sizes = zip(*samples)
     rows = max([min_rows] + [len(lab) for lab in labels])
-    padded = np.full((len(labels), rows, width), -1, np.float32)
+    padded = np.full((len(labels), rows, WIDTH), PAD, np.float32)
     for i, lab in enumerate(labels):
         padded[i, :len(lab)] = lab
-    return mx.nd.stack(*images), mx.nd.array(padded)
+    return Batch(mx.nd.stack(*images), mx.nd.array(padded), np.array(sizes, np.int64))
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -261,7 +300,8 @@ def seeded_rngs(seed: int) -> Iterator[None]:
 
 
 class _SeededDataset(gluon.data.Dataset):
-    """``dataset`` transformed, item key ``epoch * len(dataset) + index``.
+    """``dataset`` transformed, item key ``epoch * len(dataset) + index``: ``(image, label,
+    (h, w))``, ``(h, w)`` the size of the dataset's image (before the transform).
 
     The key carries the epoch into worker processes (which hold a copy of this object made when
     the loader started); the transform runs under :func:`seeded_rngs` with
@@ -274,10 +314,11 @@ class _SeededDataset(gluon.data.Dataset):
     def __len__(self) -> int:
         return len(self._dataset)
 
-    def __getitem__(self, key: int) -> Sample:
+    def __getitem__(self, key: int) -> Tuple[mx.nd.NDArray, np.ndarray, Tuple[int, int]]:
         epoch, index = divmod(key, len(self._dataset))
+        image, label = self._dataset[index]
         with seeded_rngs(sample_seed(self._seed, epoch, index)):
-            return self._transform(*self._dataset[index])
+            return (*self._transform(image, label), tuple(image.shape[:2]))
 
 
 class _EpochBatchSampler:
@@ -314,7 +355,7 @@ class DetectionLoader:
     ``(dataset, transform, seed, e, b)``, not on ``num_workers`` or on earlier epochs.
 
     Args:
-        dataset: items ``(image (H, W, 3) uint8, label (M, 5+) pixels)``.
+        dataset: items ``(image (H, W, 3) uint8, label (M, 6) pixels)``.
         transform: e.g. :class:`TrainTransform` or :class:`EvalTransform`.
         batch_size: images per batch.
         shuffle: a new order every epoch (a function of ``(seed, epoch)``), else dataset order.
@@ -323,8 +364,8 @@ class DetectionLoader:
         num_workers: worker processes (0: in this process); results are identical either way.
         min_rows: at least this many label rows per image (see :func:`batchify`).
 
-    ``for images, labels in loader.epoch(e)`` yields ``images (B, 3, H, W)`` float32 and
-    ``labels (B, M_max, K)`` float32 NDArrays (padded with -1), on the CPU.
+    ``for batch in loader.epoch(e)`` yields :class:`Batch` ``(images (B, 3, H, W), labels
+    (B, M_max, 6), image_sizes (B, 2))`` on the CPU.
     """
 
     def __init__(self, dataset: gluon.data.Dataset, transform, batch_size: int, *,
@@ -340,10 +381,11 @@ class DetectionLoader:
         """Batches per epoch."""
         return len(self._sampler)
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[Tuple[mx.nd.NDArray, mx.nd.NDArray]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch``, skipping the first ``start`` (to resume mid-epoch)."""
         self._sampler.set_epoch(epoch, start)
-        yield from self._loader
+        for batch in self._loader:
+            yield Batch(*batch)  # loader processes hand the batch back as a list
 
     def batch_indices(self, epoch: int) -> List[List[int]]:
         """The dataset indices of every batch of ``epoch``, in the order :meth:`epoch` yields them."""
@@ -352,7 +394,8 @@ class DetectionLoader:
 
 
 __all__ = [
-    "TrainTransform", "EvalTransform", "DetectionLoader", "batchify", "sample_seed",
+    "Batch", "TrainTransform", "EvalTransform", "DetectionLoader", "as_label", "batchify",
+    "sample_seed",
     "seeded_rngs", "photometric_distort", "zoom_out", "min_iou_crop", "resize", "random_hflip",
     "to_network_input", "DEFAULT_MEAN", "DEFAULT_STD", "MIN_LABEL_ROWS",
 ]

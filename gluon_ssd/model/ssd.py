@@ -45,7 +45,7 @@ class SSD(gluon.HybridBlock):
     * ``anchors (1, N, 4)``: default boxes, normalised corners ``xmin, ymin, xmax, ymax``,
 
     with N anchors in row -> column -> anchor order, layers concatenated. The forward has this one
-    output type in training and inference alike; :class:`~gluon_ssd.model.detector.Detector`
+    output type in training and inference alike; :class:`~gluon_ssd.model.head.DetectionHead`
     turns it into detections.
 
     Args:

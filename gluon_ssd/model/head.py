@@ -1,24 +1,18 @@
 """Detection on top of SSD's raw outputs: softmax, box decoding and non-maximum suppression."""
 from __future__ import annotations
 
+from typing import Optional
+
 from mxnet import gluon
 
+from ..boxes import BoxCoder
 from ..presets import DetectSpec
 
 # The decoders a DetectSpec may name (see DetectSpec.decoder).
 DECODERS = ("multibox", "per_class")
 
 
-def decode_boxes(F, box_preds, anchors, variances):
-    """Encoded offsets ``(B, N*4)`` (or ``(B, N, 4)``) on ``anchors (1, N, 4)`` (normalised
-    corners) -> boxes ``(B, N, 4)``, normalised corners, not clipped: ``cx = acx + dx * v0 * aw``,
-    ``w = aw * exp(dw * v2)`` (likewise y with v1, h with v3)."""
-    v = variances
-    return F.contrib.box_decode(box_preds.reshape((0, -1, 4)), anchors, v[0], v[1], v[2], v[3],
-                                clip=-1, format="corner")
-
-
-class Detector(gluon.HybridBlock):
+class DetectionHead(gluon.HybridBlock):
     """Softmax, box decoding and non-maximum suppression on SSD's raw outputs, hybridizable.
 
     Forward ``(cls_preds (B, N, C+1), box_preds (B, N*4), anchors (1, N, 4))`` -> ``(ids, scores,
@@ -28,8 +22,9 @@ class Detector(gluon.HybridBlock):
     * ``scores (B, K, 1)``: class probability, ``-1`` for an empty row,
     * ``boxes (B, K, 4)``: normalised corners ``xmin, ymin, xmax, ymax`` (clipped to [0, 1]),
 
-    rows sorted by score, ``K = spec.max_detections`` always. Offsets are decoded with
-    ``variances``: ``cx = acx + dx * v0 * aw``, ``w = aw * exp(dw * v2)`` (likewise y, h).
+    rows sorted by score, ``K = spec.max_detections`` always. Offsets are decoded by ``coder``
+    (the model's :class:`~gluon_ssd.boxes.BoxCoder`, ``ModelSpec.coder``: the variances the
+    targets were encoded with).
     Candidates with a probability not above ``score_threshold`` are dropped, the ``nms_topk``
     best are kept and suppressed per class at ``nms_threshold`` (across classes with
     ``force_suppress``). ``spec.decoder`` chooses the candidates:
@@ -43,11 +38,12 @@ class Detector(gluon.HybridBlock):
       image size.
     """
 
-    def __init__(self, spec: DetectSpec = DetectSpec(), **kwargs):
+    def __init__(self, spec: DetectSpec = DetectSpec(), coder: BoxCoder = BoxCoder(), **kwargs):
         super().__init__(**kwargs)
         if spec.decoder not in DECODERS:
             raise ValueError(f"unknown decoder {spec.decoder!r}; choose one of {DECODERS}")
         self.spec = spec
+        self.coder = coder
 
     def hybrid_forward(self, F, cls_preds, box_preds, anchors):
         probs = F.softmax(cls_preds, axis=-1)
@@ -70,7 +66,7 @@ class Detector(gluon.HybridBlock):
         rows = F.contrib.MultiBoxDetection(
             F.transpose(probs, (0, 2, 1)), box_preds, anchors, clip=True,
             threshold=s.score_threshold, nms_threshold=s.nms_threshold,
-            force_suppress=s.force_suppress, variances=s.variances, nms_topk=s.nms_topk)
+            force_suppress=s.force_suppress, variances=self.coder.variances, nms_topk=s.nms_topk)
         # MultiBoxDetection leaves suppressed rows (id -1) in place; move the survivors to the
         # top (box_nms with IoU threshold 1 suppresses nothing, it only sorts and compacts).
         return F.contrib.box_nms(rows, overlap_thresh=1.0, valid_thresh=0.0,
@@ -84,7 +80,7 @@ class Detector(gluon.HybridBlock):
         as GluonCV lays them out, so that even equal scores are ordered the same way.
         """
         s = self.spec
-        boxes = decode_boxes(F, box_preds, anchors, s.variances)  # (B, N, 4)
+        boxes = self.coder.decode_graph(F, box_preds, anchors)  # (B, N, 4)
         scores = F.transpose(F.slice_axis(probs, axis=2, begin=1, end=None), (0, 2, 1))
         scores = scores.expand_dims(axis=3)  # (B, C, N, 1)
         ids = F.broadcast_like(F.contrib.arange_like(scores, axis=1).reshape((1, -1, 1, 1)),
@@ -103,15 +99,18 @@ class Detector(gluon.HybridBlock):
 
 
 class DetectionNet(gluon.HybridBlock):
-    """An SSD and its :class:`Detector` as one block: ``x (B, 3, H, W)`` -> ``(ids, scores, boxes)``.
+    """An SSD and its :class:`DetectionHead` as one block: ``x (B, 3, H, W)`` -> ``(ids, scores, boxes)``.
 
-    This is what is exported and what inference runs; training uses the SSD's raw outputs.
+    This is what is exported and what inference runs; training uses the SSD's raw outputs. The
+    head decodes with ``coder``, by default the SSD's own (``ssd.spec.coder``; an SSD loaded from
+    an exported graph has no spec, so its coder comes from the export's metadata).
     """
 
-    def __init__(self, ssd, spec: DetectSpec = DetectSpec(), **kwargs):
+    def __init__(self, ssd, spec: DetectSpec = DetectSpec(), coder: Optional[BoxCoder] = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.ssd = ssd
-        self.detector = Detector(spec)
+        self.head = DetectionHead(spec, coder or ssd.spec.coder)
 
     def hybrid_forward(self, F, x):
-        return self.detector(*self.ssd(x))
+        return self.head(*self.ssd(x))

@@ -1,0 +1,148 @@
+"""Anchors fitted to a dataset's boxes, and the benchmark's VOC-format generator."""
+import importlib.util
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from gluon_ssd.anchors import preset_anchors
+from gluon_ssd.coverage import (_spec_best_iou, describe_fit, fit_anchors, preset_coverage,
+                                sample_boxes)
+from gluon_ssd.presets import DEMO_ANCHORS, SSD300_ANCHORS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_generator():
+    path = os.path.join(ROOT, "benchmarks", "make_shapes_dataset.py")
+    spec = importlib.util.spec_from_file_location("make_shapes_dataset", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def generator_like_boxes(num_images: int, seed: int) -> np.ndarray:
+    """Boxes drawn as benchmarks/make_shapes_dataset.py draws them, without the pixels: 1-5
+    objects on 320x240 / 240x320 / 400x300 / 300x400 images, longer side 5%-50% of sqrt(W*H):
+    bars 1:3-1:6 tilted up to 5 degrees, arrows 1:0.8 tilted up to 10, ellipses 1:0.45-0.8 at
+    any angle, hexagons; each horizontal or vertical, plus 2 px of antialiased edges.
+    Normalised corners ``(M, 4)`` in the network-input frame."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num_images):
+        w, h = [(320, 240), (240, 320), (400, 300), (300, 400)][rng.integers(4)]
+        for _ in range(rng.integers(1, 6)):
+            length = np.sqrt(w * h) * rng.uniform(0.05, 0.5)
+            kind = rng.integers(4)
+            across = length * [1 / rng.uniform(3, 6), 0.8, rng.uniform(0.45, 0.8), 0.87][kind]
+            tilt = np.deg2rad(rng.uniform(0, [5, 10, 90, 30][kind]))
+            c, s = np.cos(tilt), np.sin(tilt)
+            bw, bh = length * c + across * s + 2, length * s + across * c + 2
+            if rng.integers(2):
+                bw, bh = bh, bw
+            x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+            rows.append([x / w, y / h, (x + bw) / w, (y + bh) / h])
+    return np.array(rows)
+
+
+def assert_valid_fit(fitted, spec):
+    assert (fitted.image_size, fitted.feature_maps, fitted.steps, fitted.offset) == \
+        (spec.image_size, spec.feature_maps, spec.steps, spec.offset)
+    assert len(fitted.sizes) == len(spec.feature_maps) + 1 and min(fitted.sizes) > 0
+    assert len(fitted.ratios) == len(spec.feature_maps)
+    for ratios in fitted.ratios:
+        assert ratios[0] == 1 and min(ratios) > 0 and len(ratios) + 1 <= 6
+
+
+def test_grid_search_equals_the_networks_anchors():
+    """The fit scores shapes by the nearest cell centre; that is the best over all anchors."""
+    boxes = sample_boxes(300, seed=5, min_size=0.03, max_ratio=5.0)
+    for spec in (DEMO_ANCHORS, SSD300_ANCHORS):
+        np.testing.assert_allclose(_spec_best_iou(boxes, spec),
+                                   preset_coverage(boxes, spec).best_iou, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fit_raises_coverage_on_small_and_elongated_boxes(seed):
+    boxes = generator_like_boxes(400, seed)
+    before = preset_coverage(boxes, DEMO_ANCHORS)
+    fitted = fit_anchors(boxes, DEMO_ANCHORS)
+    after = preset_coverage(boxes, fitted)
+    assert before.coverage < 0.75
+    # The ceiling of two square sizes per layer and <= 6 anchors per cell on a stride-8 first
+    # layer (boxes of a few pixels cannot reach IoU 0.5 with any anchor of the grid).
+    assert after.coverage >= 0.84 and after.coverage >= before.coverage + 0.12
+    assert after.forced_only < before.forced_only
+    assert_valid_fit(fitted, DEMO_ANCHORS)
+    assert fit_anchors(boxes, DEMO_ANCHORS) == fitted  # deterministic
+    text = describe_fit(DEMO_ANCHORS, fitted, before, after)
+    assert f"{before.coverage:.1%} -> {after.coverage:.1%}" in text and "layer 5" in text
+
+
+def test_fit_adds_the_missing_aspect_ratio():
+    """Tall thin boxes (w/h = 1/6) that SSD300 (ratios down to 1/3) covers badly."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0.3, 0.7, (200, 2))
+    wh = np.array([0.06, 0.36]) * rng.uniform(0.9, 1.1, (200, 1))
+    boxes = np.concatenate([centres - wh / 2, centres + wh / 2], axis=1)
+    before = preset_coverage(boxes, SSD300_ANCHORS).coverage
+    fitted = fit_anchors(boxes, SSD300_ANCHORS)
+    assert before < 0.5 and preset_coverage(boxes, fitted).coverage > before + 0.4
+    assert any(0.1 < r < 0.25 for layer in fitted.ratios for r in layer)
+    assert_valid_fit(fitted, SSD300_ANCHORS)
+
+
+@pytest.mark.parametrize("spec, seed", [(DEMO_ANCHORS, 3), (SSD300_ANCHORS, 4)])
+def test_fit_never_lowers_coverage(spec, seed):
+    boxes = sample_boxes(300, seed=seed, min_size=0.03, max_size=0.95, max_ratio=4.0)
+    fitted = fit_anchors(boxes, spec)
+    assert preset_coverage(boxes, fitted).coverage >= preset_coverage(boxes, spec).coverage
+    assert_valid_fit(fitted, spec)
+
+
+def test_fit_keeps_a_preset_that_covers_everything():
+    """SyntheticShapes-like boxes (22%-84% of the side, near square): the demo covers them all."""
+    boxes = sample_boxes(300, seed=2, min_size=0.22, max_size=0.84, max_ratio=1.3)
+    assert preset_coverage(boxes, DEMO_ANCHORS).coverage == 1.0
+    assert fit_anchors(boxes, DEMO_ANCHORS) == DEMO_ANCHORS
+    anchors = preset_anchors(SSD300_ANCHORS)
+    perfect = anchors[(anchors.min(1) >= 0) & (anchors.max(1) <= 1)][::300]
+    assert fit_anchors(perfect, SSD300_ANCHORS) == SSD300_ANCHORS
+
+
+def test_fit_subsamples_many_boxes_and_checks_arguments():
+    boxes = generator_like_boxes(100, 7)
+    fitted = fit_anchors(boxes, DEMO_ANCHORS, max_boxes=100)
+    assert_valid_fit(fitted, DEMO_ANCHORS)
+    capped = fit_anchors(boxes, DEMO_ANCHORS, max_anchors_per_cell=3)
+    assert capped == DEMO_ANCHORS or all(len(r) <= 2 for r in capped.ratios)
+    with pytest.raises(ValueError, match="max_anchors_per_cell"):
+        fit_anchors(boxes, DEMO_ANCHORS, max_anchors_per_cell=1)
+    with pytest.raises(ValueError, match="row 0 has coordinates outside"):
+        fit_anchors([[10, 20, 50, 80]], DEMO_ANCHORS)
+
+
+def test_generated_dataset_loads_as_a_voc_folder(tmp_path):
+    gen = load_generator()
+    out = gen.make_dataset(tmp_path / "shapes", train=10, val=2, seed=3)
+    from gluon_ssd.data.datasets import VOCFolderDataset
+    train, val = VOCFolderDataset(str(out), "train"), VOCFolderDataset(str(out), "val")
+    assert len(train) == 10 and len(val) == 2
+    assert set(train.classes) <= set(gen.CLASSES) and len(train.classes) >= 2
+    sizes = set()
+    for i in range(len(train)):
+        image, label = train[i]
+        h, w = image.shape[:2]
+        sizes.add((w, h))
+        assert (w, h) in gen.IMAGE_SIZES and label.shape[1] == 6 and len(label) >= 1
+        assert (label[:, 0] >= 0).all() and (label[:, 2] <= w).all() and (label[:, 3] <= h).all()
+        assert (label[:, :2] < label[:, 2:4]).all()
+    assert len(sizes) >= 2  # non-square images of several sizes
+    # the same seed makes the same set; an existing folder is never overwritten
+    again = gen.make_dataset(tmp_path / "again", train=10, val=2, seed=3)
+    assert (out / "Annotations" / "000004.xml").read_text() == \
+        (again / "Annotations" / "000004.xml").read_text()
+    with pytest.raises(ValueError, match="not an empty folder"):
+        gen.make_dataset(out, train=1, val=0)
+    assert gen.main([str(out), "--train", "1", "--val", "0"]) == 2
