@@ -153,16 +153,30 @@ def paper_scales(num_layers: int, s_min: float = 0.2, s_max: float = 0.9) -> Lis
 
 @dataclass(frozen=True)
 class LayerPrior:
-    """MultiBoxPrior's arguments for one feature map (normalised units)."""
+    """MultiBoxPrior's arguments for one feature map (normalised units).
+
+    ``extra_sizes``: more sizes, each a MultiBoxPrior call of its own with all ``ratios`` (one call
+    gives ``ratios[1:]`` to ``sizes[0]`` only); their anchors follow those of ``sizes`` in a cell.
+    """
 
     sizes: Tuple[float, ...]
     ratios: Tuple[float, ...]
     step: float = -1.0
     offset: float = 0.5
+    extra_sizes: Tuple[float, ...] = ()
 
     @property
     def num_anchors(self) -> int:
-        return num_anchors(self.sizes, self.ratios)
+        return num_anchors(self.sizes, self.ratios) + len(self.extra_sizes) * len(self.ratios)
+
+    def size_groups(self) -> List[Tuple[Tuple[float, ...], Tuple[float, ...]]]:
+        """``(sizes, ratios)`` of each MultiBoxPrior call of a cell, in anchor order."""
+        return [(self.sizes, self.ratios)] + [((e,), self.ratios) for e in self.extra_sizes]
+
+    def shapes(self, image_size: Tuple[int, int] = (1, 1)) -> List["AnchorShape"]:
+        """The cell's anchor shapes in anchor order (see :func:`anchor_shapes`)."""
+        return [a for sizes, ratios in self.size_groups()
+                for a in anchor_shapes(sizes, ratios, image_size)]
 
 
 def paper_to_priors(scales: Sequence[float], aspect_ratios: Sequence[Sequence[float]],
@@ -201,9 +215,10 @@ def priors_to_paper(priors: Sequence[LayerPrior]) -> Tuple[List[float], List[Tup
     """
     scales, ratios = [], []
     for k, p in enumerate(priors):
-        if len(p.sizes) != 2 or not math.isclose(p.ratios[0], 1.0):
-            raise ValueError(f"layer {k} (sizes={p.sizes}, ratios={p.ratios}) is not the paper's "
-                             "form: it needs two sizes and ratios[0] == 1")
+        if len(p.sizes) != 2 or p.extra_sizes or not math.isclose(p.ratios[0], 1.0):
+            raise ValueError(f"layer {k} (sizes={p.sizes}, ratios={p.ratios}, extra sizes "
+                             f"{p.extra_sizes}) is not the paper's form: it needs two sizes, "
+                             "no extra ones and ratios[0] == 1")
         scales.append(p.sizes[0])
         ratios.append(tuple(p.ratios))
         if k > 0:
@@ -220,7 +235,10 @@ def spec_priors(spec: AnchorSpec) -> List[LayerPrior]:
     scales = [s / spec.image_size for s in spec.sizes]
     steps = [s / spec.image_size for s in spec.steps]
     priors = paper_to_priors(scales, spec.ratios, steps)
-    return [LayerPrior(p.sizes, p.ratios, p.step, spec.offset) for p in priors]
+    extras = spec.extra_sizes or ((),) * len(priors)
+    return [LayerPrior(p.sizes, p.ratios, p.step, spec.offset,
+                       tuple(e / spec.image_size for e in extra))
+            for p, extra in zip(priors, extras)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,13 +271,15 @@ class AnchorGenerator(gluon.HybridBlock):
         self._layers = []
         for k, prior in enumerate(spec_priors(spec)):
             grid_scale = spec.steps[k] * spec.feature_maps[k] / spec.image_size
-            sizes_px = tuple(s * spec.image_size for s in prior.sizes)
-            self._layers.append((grid_scale, sizes_px, prior.ratios))
+            groups = [(tuple(s * spec.image_size for s in sizes), ratios)
+                      for sizes, ratios in prior.size_groups()]
+            self._layers.append((grid_scale, groups))
 
     @property
     def num_anchors(self) -> List[int]:
         """Anchors per cell of each layer."""
-        return [num_anchors(sizes, ratios) for _, sizes, ratios in self._layers]
+        return [sum(num_anchors(sizes, ratios) for sizes, ratios in groups)
+                for _, groups in self._layers]
 
     def hybrid_forward(self, F, image, *features):
         if len(features) != len(self._layers):
@@ -268,12 +288,13 @@ class AnchorGenerator(gluon.HybridBlock):
         whwh = F.tile(F.reverse(hw, axis=0), reps=(2,)).reshape((1, 1, 1, 4))
         offsets = (self.spec.offset,) * 2
         per_layer = []
-        for feature, (grid_scale, sizes_px, ratios) in zip(features, self._layers):
+        for feature, (grid_scale, groups) in zip(features, self._layers):
             cells = multibox_prior(F, feature, (1.0,), (1.0,), offsets=offsets)  # (1, h*w, 4)
             corners = cells.reshape((1, -1, 2, 2))
             centres = F.tile(F.mean(corners, axis=2), reps=(1, 1, 2)) * grid_scale
-            shapes_px = multibox_prior(F, F.zeros((1, 1, 1, 1)), sizes_px, ratios,
-                                       steps=(1.0, 1.0), offsets=(0.0, 0.0))  # (1, A, 4)
+            shapes_px = F.concat(*[multibox_prior(F, F.zeros((1, 1, 1, 1)), sizes_px, ratios,
+                                                  steps=(1.0, 1.0), offsets=(0.0, 0.0))
+                                   for sizes_px, ratios in groups], dim=1)  # (1, A, 4)
             anchors = F.broadcast_add(centres.reshape((1, -1, 1, 4)),
                                       F.broadcast_div(shapes_px.reshape((1, 1, -1, 4)), whwh))
             per_layer.append(anchors.reshape((1, -1, 4)))
@@ -290,8 +311,7 @@ def preset_anchors(spec: AnchorSpec) -> np.ndarray:
 
 def preset_layer_of_anchor(spec: AnchorSpec) -> np.ndarray:
     """For each of the preset's N anchors, the index of its layer: ``(N,)`` int."""
-    counts = [f * f * num_anchors(p.sizes, p.ratios)
-              for f, p in zip(spec.feature_maps, spec_priors(spec))]
+    counts = [f * f * p.num_anchors for f, p in zip(spec.feature_maps, spec_priors(spec))]
     return np.repeat(np.arange(len(counts)), counts)
 
 
@@ -316,7 +336,7 @@ def preset_table(spec: AnchorSpec) -> str:
     side = spec.image_size
     shapes, layer, lines, total = [], [], [], 0
     for k, prior in enumerate(spec_priors(spec)):
-        layer_shapes = anchor_shapes(prior.sizes, prior.ratios, (side, side))
+        layer_shapes = prior.shapes((side, side))
         shapes += layer_shapes
         layer += [k] * len(layer_shapes)
         f = spec.feature_maps[k]
@@ -327,12 +347,14 @@ def preset_table(spec: AnchorSpec) -> str:
 
 
 def layer_meta(feature_map: Tuple[int, int], sizes: Sequence[float], ratios: Sequence[float],
-               steps: Sequence[float], offsets: Sequence[float]) -> dict:
+               steps: Sequence[float], offsets: Sequence[float],
+               extra_sizes: Sequence[float] = ()) -> dict:
     """JSON description of one feature map's MultiBoxPrior arguments and anchor counts."""
-    per_cell = num_anchors(sizes, ratios)
-    return {"feature_map": list(feature_map), "sizes": list(sizes), "ratios": list(ratios),
+    per_cell = LayerPrior(tuple(sizes), tuple(ratios), extra_sizes=tuple(extra_sizes)).num_anchors
+    meta = {"feature_map": list(feature_map), "sizes": list(sizes), "ratios": list(ratios),
             "steps": list(steps), "offsets": list(offsets), "anchors_per_cell": per_cell,
             "num_anchors": feature_map[0] * feature_map[1] * per_cell}
+    return dict(meta, extra_sizes=list(extra_sizes)) if extra_sizes else meta
 
 
 def anchor_document(anchors: np.ndarray, image_size: Tuple[int, int], layers: Sequence[dict],
@@ -347,6 +369,7 @@ def anchor_document(anchors: np.ndarray, image_size: Tuple[int, int], layers: Se
 def preset_document(spec: AnchorSpec, preset: Optional[str] = None) -> dict:
     """:func:`anchor_document` of all anchors of a preset at ``spec.image_size``."""
     side = spec.image_size
-    layers = [layer_meta((f, f), p.sizes, p.ratios, (p.step, p.step), (p.offset, p.offset))
+    layers = [layer_meta((f, f), p.sizes, p.ratios, (p.step, p.step), (p.offset, p.offset),
+                         p.extra_sizes)
               for f, p in zip(spec.feature_maps, spec_priors(spec))]
     return anchor_document(preset_anchors(spec), (side, side), layers, preset)

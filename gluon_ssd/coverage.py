@@ -24,8 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from gluoncv.utils.bbox import bbox_iou
 
-from .anchors import (anchor_shapes, paper_scales, preset_anchors, preset_layer_of_anchor,
-                      spec_priors)
+from .anchors import paper_scales, preset_anchors, preset_layer_of_anchor, spec_priors
 from .boxes import centre_to_corner, corner_to_centre
 from .presets import AnchorSpec
 
@@ -277,7 +276,7 @@ def preset_anchor_shapes(spec: AnchorSpec) -> np.ndarray:
     """``(A, 3)`` ``layer, size, ratio`` of every anchor of a cell of each layer, in
     MultiBoxPrior's order; sizes as fractions of ``spec.image_size``."""
     return np.array([(k, a.size, a.ratio) for k, p in enumerate(spec_priors(spec))
-                     for a in anchor_shapes(p.sizes, p.ratios)])
+                     for a in p.shapes()])
 
 
 def preset_coverage(boxes, spec: AnchorSpec, threshold: float = MATCH_THRESHOLD,
@@ -368,33 +367,84 @@ def _greedy_ratios(boxes: np.ndarray, spec: AnchorSpec, candidates: np.ndarray,
     return tuple((1.0,) + tuple(sorted(c)) for c in chosen), best
 
 
+def _greedy_extra_sizes(boxes: np.ndarray, spec: AnchorSpec, best: np.ndarray,
+                        max_anchors: int, min_gain: float, threshold: float
+                        ) -> Tuple[Tuple[Tuple[float, ...], ...], np.ndarray]:
+    """Extra sizes per layer (pixels) for ``spec`` (sizes and ratios fixed), and the boxes' best
+    IoU ``(M,)`` after them, starting from ``best``.
+
+    The paper's form gives a layer's ratios to its first size only, so an elongated box between
+    two layers' sizes matches nothing well. An extra size brings every ratio of its layer (as
+    many anchors per cell); candidates lie between half the layer's size and the next layer's.
+    Added greedily as in :func:`_greedy_ratios`, while a layer stays within ``max_anchors`` per
+    cell and each addition newly covers at least ``min_gain`` of the boxes.
+    """
+    m, side = len(spec.feature_maps), spec.image_size
+    sizes = np.asarray(spec.sizes, float) / side
+    options, owners = [], []
+    for k in range(m):
+        ratios = np.asarray(spec.ratios[k], float)
+        for e in np.geomspace(sizes[k] / 2, sizes[k + 1], 9)[1:-1]:
+            if np.min(np.abs(np.log(e / sizes[k:k + 2]))) < 0.1:
+                continue  # the layer's own size already
+            iou = _grid_iou(boxes, spec, k, np.full(len(ratios), e), ratios).max(axis=0)
+            options.append(iou)
+            owners.append((k, float(f"{e * side:.4g}")))
+    extra: List[List[float]] = [[] for _ in range(m)]
+    per_cell = [len(r) + 1 for r in spec.ratios]
+    open_ = np.ones(len(options), dtype=bool)
+    options = np.array(options).reshape(len(owners), len(boxes))
+    while open_.any():
+        new = ((options >= threshold) & (best < threshold)).sum(axis=1)
+        score = new + np.maximum(options - best, 0).sum(axis=1) / (len(boxes) + 1)
+        pick = int(np.argmax(np.where(open_, score, -1)))
+        if new[pick] < max(1, min_gain * len(boxes)):
+            break
+        k, size = owners[pick]
+        open_[pick] = False
+        if per_cell[k] + len(spec.ratios[k]) > max_anchors:
+            continue
+        best = np.maximum(best, options[pick])
+        extra[k].append(size)
+        per_cell[k] += len(spec.ratios[k])
+    return tuple(tuple(sorted(e)) for e in extra), best
+
+
 def _spec_best_iou(boxes: np.ndarray, spec: AnchorSpec) -> np.ndarray:
     """``(M,)`` each box's best IoU with ``spec``'s anchors (as :func:`preset_coverage`)."""
     best = np.zeros(len(boxes))
     for k, prior in enumerate(spec_priors(spec)):
-        shapes = anchor_shapes(prior.sizes, prior.ratios)
+        shapes = prior.shapes()
         iou = _grid_iou(boxes, spec, k, np.array([a.size for a in shapes]),
                         np.array([a.ratio for a in shapes]))
         best = np.maximum(best, iou.max(axis=0))
     return best
 
 
-def fit_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 6,
+def fit_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 8,
                 min_gain: float = 0.003, threshold: float = MATCH_THRESHOLD,
                 max_boxes: int = 5000) -> AnchorSpec:
     """Anchor sizes and ratios for ``spec``'s network that cover ``boxes (M, 4)`` well.
 
     ``boxes`` are normalised corners in the network-input frame (see the module docstring). The
-    result keeps ``spec``'s ``image_size``, feature maps, steps and offset. Its sizes follow the
-    paper's linear scale rule between ``s_min`` and ``s_max`` (plus the extra
-    ``sqrt(s_k s_k+1)`` box per layer), with ``s_min`` and ``s_max`` tried on a grid from low
-    and high percentiles of the box sizes (``s_max`` up to twice the largest box: a wider rule
-    puts larger boxes on the finer layers); for each, every layer's ratios are chosen greedily
-    (``ratios[0] == 1``, at most ``max_anchors_per_cell - 1`` ratios, i.e. that many anchors per
-    cell, each added ratio newly covering at least ``min_gain`` of the boxes), so elongated data
-    get more ratios where they are. Candidates are ranked by coverage at ``threshold``, then mean
-    best IoU; the best replaces ``spec`` only if it covers more boxes, so coverage never goes
-    down. Deterministic; more than ``max_boxes`` boxes are subsampled with a fixed seed.
+    result keeps ``spec``'s ``image_size``, feature maps, steps and offset, and has at most
+    ``max_anchors_per_cell`` anchors per cell of any layer.
+
+    1. Sizes follow the paper's linear scale rule between ``s_min`` and ``s_max`` (plus the
+       extra ``sqrt(s_k s_k+1)`` box per layer), ``s_min`` and ``s_max`` tried on a grid from
+       low and high percentiles of the box sizes (``s_max`` up to twice the largest box: a wider
+       rule puts larger boxes on the finer layers).
+    2. For each, every layer's ratios are chosen greedily (``ratios[0] == 1``, each added ratio
+       newly covering at least ``min_gain`` of the boxes), so elongated data get more ratios
+       where they are (:func:`_greedy_ratios`).
+    3. The best of those gets extra sizes per layer, each with all of the layer's ratios, for the
+       boxes between two layers' sizes (:func:`_greedy_extra_sizes`).
+
+    Ratios and extra sizes compete for the same anchors of a cell, so steps 1-3 run for several
+    caps on the ratios (3 to 5 per layer), and the best result is kept. Candidates are ranked by
+    coverage at ``threshold``, then mean best IoU. The result replaces ``spec`` only if it covers
+    more boxes, so coverage never goes down. Deterministic; more than ``max_boxes`` boxes are
+    subsampled with a fixed seed.
     """
     if max_anchors_per_cell < 2:
         raise ValueError(f"max_anchors_per_cell must be >= 2, got {max_anchors_per_cell}")
@@ -405,20 +455,29 @@ def fit_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 6,
     candidates = _ratio_candidates(ratios, spec)
     lows = np.geomspace(*np.percentile(sizes, (1, 40)), 7)
     highs = np.geomspace(np.percentile(sizes, 70), 2 * sizes.max(), 7)
+    sized = [spec] + [replace(spec, sizes=_spec_scales(spec, a, b))
+                      for a in lows for b in highs if a <= b]
 
     def score(best: np.ndarray) -> Tuple[float, float]:
         return float((best >= threshold).mean()), float(best.mean())
 
-    scores: Dict[AnchorSpec, Tuple[float, float]] = {}
-    for sized in [spec] + [replace(spec, sizes=_spec_scales(spec, a, b))
-                           for a in lows for b in highs if a <= b]:
-        fitted, best = _greedy_ratios(boxes, sized, candidates, max_anchors_per_cell - 1,
-                                      min_gain, threshold)
-        scores.setdefault(replace(sized, ratios=fitted), score(best))
-    best_fit = max(scores, key=scores.get)  # the first of equals: deterministic
+    fits: Dict[AnchorSpec, Tuple[float, float]] = {}
+    for per_cell in sorted({min(n, max_anchors_per_cell) for n in (4, 5, 6)}):
+        scores: Dict[AnchorSpec, Tuple[float, float]] = {}
+        for candidate in sized:
+            fitted, best = _greedy_ratios(boxes, candidate, candidates, per_cell - 1, min_gain,
+                                          threshold)
+            scores.setdefault(replace(candidate, ratios=fitted), score(best))
+        best_fit = max(scores, key=scores.get)  # the first of equals: deterministic
+        extra, best = _greedy_extra_sizes(boxes, best_fit, _spec_best_iou(boxes, best_fit),
+                                          max_anchors_per_cell, min_gain, threshold)
+        if any(extra):
+            best_fit = replace(best_fit, extra_sizes=extra)
+        fits.setdefault(best_fit, score(best))
+    best_fit = max(fits, key=fits.get)
     # Only more coverage justifies other anchors (a network built for them, weights that no
     # longer fit): with coverage equal, the preset stays.
-    return best_fit if scores[best_fit][0] > score(_spec_best_iou(boxes, spec))[0] else spec
+    return best_fit if fits[best_fit][0] > score(_spec_best_iou(boxes, spec))[0] else spec
 
 
 def describe_fit(spec: AnchorSpec, fitted: AnchorSpec, before: CoverageReport,
@@ -429,8 +488,11 @@ def describe_fit(spec: AnchorSpec, fitted: AnchorSpec, before: CoverageReport,
              f"; mean best IoU {before.mean_iou:.3f} -> {after.mean_iou:.3f}; anchors {total[0]} "
              f"-> {total[1]}" + (" (the preset kept)" if fitted == spec else ""),
              f"sizes (px at {fitted.image_size}): {', '.join(f'{s:.4g}' for s in fitted.sizes)}"]
-    lines += [f"  layer {k}: ratios {', '.join(f'{r:.3g}' for r in ratios)} "
-              f"({len(ratios) + 1} anchors per cell)" for k, ratios in enumerate(fitted.ratios)]
+    for k, prior in enumerate(spec_priors(fitted)):
+        extra = fitted.extra_sizes[k] if fitted.extra_sizes else ()
+        more = f", extra sizes {', '.join(f'{e:.4g}' for e in extra)} px" if extra else ""
+        lines.append(f"  layer {k}: ratios {', '.join(f'{r:.3g}' for r in prior.ratios)}{more} "
+                     f"({prior.num_anchors} anchors per cell)")
     return "\n".join(lines)
 
 

@@ -85,6 +85,10 @@ class AnchorSpec(Spec):
         ratios: aspect ratios (width / height) per layer, ratio 1 first, e.g. ``(1, 2, 0.5)``.
         steps: distance in pixels between neighbouring anchor centres on each layer.
         offset: centre of cell i is ``(i + offset) * step``.
+        extra_sizes: per layer, more box sizes in pixels beyond the paper's two, each with all of
+            the layer's ratios (empty: the paper's anchors). Fitted anchors use them for boxes
+            between two layers' sizes, elongated ones especially, which the paper's form can
+            only give a square box (``gluon_ssd.coverage.fit_anchors``).
     """
 
     image_size: int
@@ -93,6 +97,18 @@ class AnchorSpec(Spec):
     ratios: Tuple[Tuple[float, ...], ...]
     steps: Tuple[float, ...]
     offset: float = 0.5
+    extra_sizes: Tuple[Tuple[float, ...], ...] = ()
+
+    def __post_init__(self):
+        m = len(self.feature_maps)
+        counts = {"sizes": (len(self.sizes), m + 1), "ratios": (len(self.ratios), m),
+                  "steps": (len(self.steps), m)}
+        if self.extra_sizes:
+            counts["extra_sizes"] = (len(self.extra_sizes), m)
+        for name, (found, wanted) in counts.items():
+            if found != wanted:
+                raise ValueError(f"AnchorSpec.{name} needs {wanted} entries for {m} feature "
+                                 f"maps, got {found}")
 
 
 @dataclass(frozen=True)

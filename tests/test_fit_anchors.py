@@ -1,12 +1,16 @@
 """Anchors fitted to a dataset's boxes, and the benchmark's VOC-format generator."""
 import importlib.util
 import os
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
 
-from gluon_ssd.anchors import preset_anchors
+import mxnet as mx
+
+from gluon_ssd.anchors import preset_anchors, spec_priors
+from gluon_ssd.model import SSD
+from gluon_ssd.presets import ModelSpec, get_preset
 from gluon_ssd.coverage import (_spec_best_iou, describe_fit, fit_anchors, preset_coverage,
                                 sample_boxes)
 from gluon_ssd.presets import DEMO_ANCHORS, SSD300_ANCHORS
@@ -52,13 +56,18 @@ def assert_valid_fit(fitted, spec):
     assert len(fitted.sizes) == len(spec.feature_maps) + 1 and min(fitted.sizes) > 0
     assert len(fitted.ratios) == len(spec.feature_maps)
     for ratios in fitted.ratios:
-        assert ratios[0] == 1 and min(ratios) > 0 and len(ratios) + 1 <= 6
+        assert ratios[0] == 1 and min(ratios) > 0
+    assert all(p.num_anchors <= 8 for p in spec_priors(fitted))
+    assert all(e > 0 for layer in fitted.extra_sizes for e in layer)
+
+
+WITH_EXTRA_SIZES = replace(DEMO_ANCHORS, extra_sizes=((14.0,), (37.5, 45.0), (), (), (), (150.0,)))
 
 
 def test_grid_search_equals_the_networks_anchors():
     """The fit scores shapes by the nearest cell centre; that is the best over all anchors."""
     boxes = sample_boxes(300, seed=5, min_size=0.03, max_ratio=5.0)
-    for spec in (DEMO_ANCHORS, SSD300_ANCHORS):
+    for spec in (DEMO_ANCHORS, SSD300_ANCHORS, WITH_EXTRA_SIZES):
         np.testing.assert_allclose(_spec_best_iou(boxes, spec),
                                    preset_coverage(boxes, spec).best_iou, atol=1e-5)
 
@@ -70,9 +79,9 @@ def test_fit_raises_coverage_on_small_and_elongated_boxes(seed):
     fitted = fit_anchors(boxes, DEMO_ANCHORS)
     after = preset_coverage(boxes, fitted)
     assert before.coverage < 0.75
-    # The ceiling of two square sizes per layer and <= 6 anchors per cell on a stride-8 first
-    # layer (boxes of a few pixels cannot reach IoU 0.5 with any anchor of the grid).
-    assert after.coverage >= 0.84 and after.coverage >= before.coverage + 0.12
+    # Extra sizes (ratios at sizes between two layers') take it past the paper's form's ceiling.
+    assert after.coverage >= 0.90 and after.coverage >= before.coverage + 0.15
+    assert any(fitted.extra_sizes)
     assert after.forced_only < before.forced_only
     assert_valid_fit(fitted, DEMO_ANCHORS)
     assert fit_anchors(boxes, DEMO_ANCHORS) == fitted  # deterministic
@@ -146,3 +155,25 @@ def test_generated_dataset_loads_as_a_voc_folder(tmp_path):
     with pytest.raises(ValueError, match="not an empty folder"):
         gen.make_dataset(out, train=1, val=0)
     assert gen.main([str(out), "--train", "1", "--val", "0"]) == 2
+
+
+def test_extra_sizes_carry_every_ratio_of_their_layer_in_the_network():
+    """An SSD built on a spec with extra sizes has their anchors, in MultiBoxPrior's order."""
+    prior = spec_priors(WITH_EXTRA_SIZES)[1]
+    assert prior.num_anchors == (2 + 4) + 2 * 5  # two squares + 4 ratios, then 5 per extra size
+    shapes = prior.shapes((192, 192))
+    assert [round(a.size * 192, 2) for a in shapes[6:]] == [37.5] * 5 + [45.0] * 5
+    assert [a.ratio for a in shapes[6:11]] == list(WITH_EXTRA_SIZES.ratios[1])
+    model = replace(get_preset("demo").model, anchors=WITH_EXTRA_SIZES)
+    net = SSD(model, ["a", "b"])
+    net.initialize()
+    cls_preds, box_preds, anchors = net(mx.nd.zeros((1, 3, 192, 192)))
+    expected = preset_anchors(WITH_EXTRA_SIZES)
+    assert anchors.shape == (1, len(expected), 4) and cls_preds.shape == (1, len(expected), 3)
+    np.testing.assert_allclose(anchors[0].asnumpy(), expected, atol=1e-6)
+    assert ModelSpec.from_dict(asdict(model)) == model
+
+
+def test_a_spec_with_the_wrong_number_of_extra_size_layers_is_refused():
+    with pytest.raises(ValueError, match="extra_sizes needs 6 entries for 6 feature maps, got 2"):
+        replace(DEMO_ANCHORS, extra_sizes=((10.0,), ()))

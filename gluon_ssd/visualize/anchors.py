@@ -111,7 +111,7 @@ def plot_preset_anchors(spec: AnchorSpec, *, image: ImageLike = None, at: Option
         layer = anchors[layer_of == k]
         i, j = _cell_at(((row + 0.5) / h, (col + 0.5) / w), spec, k)
         boxes = layer.reshape(f, f, per_cell, 4)[i, j]
-        shapes = anchor_shapes(prior.sizes, prior.ratios, (spec.image_size, spec.image_size))
+        shapes = prior.shapes((spec.image_size, spec.image_size))
         texts = [f"{a.width_px:.0f}x{a.height_px:.0f} px" for a in shapes]
         draw_boxes(ax, img, boxes, texts=texts, legend=True, linewidth=1.5, fontsize=7)
         draw_centres(ax, layer[::per_cell], (h, w), size=min(12.0, 100.0 / f))
