@@ -42,7 +42,7 @@ def test_draw_boxes_normalised_and_pixel_boxes_agree_and_input_is_untouched():
     np.testing.assert_allclose(boxes, [[0.1, 0.2, 0.5, 0.9]])
     np.testing.assert_allclose(rectangles(axes[0, 0]), [[40, 40, 200, 180]])
     np.testing.assert_allclose(rectangles(axes[0, 1]), [[40, 40, 200, 180]])
-    assert [t.get_text() for t in axes[0, 0].texts] == ["a "]
+    assert [t.get_text() for t in axes[0, 0].texts] == ["a"]
 
 
 def test_draw_boxes_view_grows_for_boxes_outside_the_image():
@@ -91,7 +91,7 @@ def test_plot_boxes_labels_and_threshold():
                      class_ids=[0, 1, -1], scores=[0.9, 0.3, 0.99], class_names=["cat", "dog"])
     ax = fig.axes[0]
     assert len(rectangles(ax)) == 1
-    assert [t.get_text() for t in ax.texts] == ["cat 0.90 "]
+    assert [t.get_text() for t in ax.texts] == ["cat 0.90"]
 
 
 def test_plot_coverage_panels(tmp_path):
@@ -150,3 +150,42 @@ def test_plot_matches_and_hard_negatives(tmp_path):
     assert_png(tmp_path / "h.png")
     with pytest.raises(ValueError):
         plot_matches(None, boxes, anchors, np.array([0, -1]))
+
+
+def label_extents(ax):
+    """Window extents of the box labels on ``ax`` (text with a coloured box behind it)."""
+    from gluon_ssd.visualize.labels import renderer_of
+
+    renderer = renderer_of(ax)
+    return [t.get_bbox_patch().get_window_extent(renderer) for t in ax.texts
+            if t.get_bbox_patch() is not None and t.get_transform() == ax.transData]
+
+
+def test_labels_never_cover_each_other_on_a_crowded_panel():
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(0.3, 0.7, (40, 2))
+    sizes = rng.uniform(0.08, 0.3, (40, 2))
+    boxes = np.clip(np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1), 0, 1)
+    ids, scores = rng.integers(0, 3, 40), np.sort(rng.uniform(0.5, 1.0, 40))[::-1]
+    fig = plot_boxes(None, boxes, class_ids=ids, scores=scores, class_names=["cat", "dog", "bird"],
+                     thresh=0.0)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    extents = label_extents(ax)
+    assert 5 <= len(extents) < 40  # many placed, the rest left out rather than piled up
+    for i, a in enumerate(extents):
+        for b in extents[i + 1:]:
+            assert not a.overlaps(b)
+    notes = [t.get_text() for t in ax.texts if t.get_transform() != ax.transData]
+    assert notes and f"{40 - len(extents)} labels left out" in notes[0]
+    # the best scores keep their labels: the first box (highest score) is labelled
+    assert any(t.get_text() == f"{['cat', 'dog', 'bird'][ids[0]]} {scores[0]:.2f}" for t in ax.texts)
+
+
+def test_a_panel_draws_at_most_max_boxes_and_says_so():
+    boxes = np.tile([[0.1, 0.1, 0.4, 0.4]], (60, 1))
+    fig, axes = new_figure()
+    draw_boxes(axes[0, 0], np.zeros((100, 100, 3), np.uint8), boxes, max_boxes=50)
+    ax = axes[0, 0]
+    assert len(ax.patches) == 50
+    assert any("10 more boxes not drawn" in t.get_text() for t in ax.texts)

@@ -16,10 +16,13 @@ from matplotlib.patches import Patch
 
 from ..boxes import corner_to_centre, to_pixels
 from ..data.io import read_image
+from .labels import place_labels
 
 HW = Tuple[int, int]
 ImageLike = Union[str, "os.PathLike[str]", np.ndarray, None]
 Color = Tuple[float, float, float]
+# Boxes one panel draws at most; the rest are counted in a note (a crowd of boxes shows nothing).
+MAX_BOXES = 50
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,13 +91,16 @@ def save_figure(fig: Figure, path: Union[str, "os.PathLike[str]", None] = None) 
 
 def draw_boxes(ax: Axes, image: np.ndarray, boxes, *, pixels: bool = False,
                texts: Optional[Sequence[str]] = None, colors: Optional[Sequence[Color]] = None,
-               legend: bool = False, linewidth: float = 2.0, fontsize: float = 8) -> Axes:
+               legend: bool = False, linewidth: float = 2.0, fontsize: float = 9,
+               max_boxes: int = MAX_BOXES) -> Axes:
     """Show ``image (H, W, 3)`` on ``ax`` with ``boxes (N, 4)``, each in its colour with its text.
 
     Boxes are normalised corners unless ``pixels``. ``texts`` (default: none; empty strings are
-    not shown) go on the boxes' top-left corners, or with ``legend`` into a legend beside the
-    axes. ``colors`` default to :func:`box_colors`. The view grows to show boxes that reach
-    outside the image.
+    not shown) go next to their boxes where they cover no other label
+    (:func:`~gluon_ssd.visualize.labels.place_labels`; those without room are left out), or with
+    ``legend`` into a legend beside the axes. ``colors`` default to :func:`box_colors`. Only the
+    first ``max_boxes`` boxes are drawn (pass them best first); a note counts what is left out.
+    The view grows to show boxes that reach outside the image.
     """
     h, w = image.shape[:2]
     boxes_px = np.array(boxes, dtype=np.float64).reshape(-1, 4)
@@ -106,17 +112,28 @@ def draw_boxes(ax: Axes, image: np.ndarray, boxes, *, pixels: bool = False,
     if len(texts) != n or len(colors) != n:
         raise ValueError(f"need one text and one colour per box: {n} boxes, {len(texts)} texts, "
                          f"{len(colors)} colours")
-    plot_bbox(image, boxes_px, labels=np.arange(n), class_names=[""] * n if legend else texts,
-              colors=dict(enumerate(colors)), ax=ax, linewidth=linewidth, fontsize=fontsize)
+    not_drawn = max(n - max_boxes, 0)
+    boxes_px, texts, colors = boxes_px[:max_boxes], texts[:max_boxes], colors[:max_boxes]
+    plot_bbox(image, boxes_px, labels=np.arange(len(boxes_px)), class_names=[""] * len(texts),
+              colors=dict(enumerate(colors)), ax=ax, linewidth=linewidth)
+    if len(boxes_px):
+        margin = 0.02 * max(h, w)
+        ax.set_xlim(min(0, boxes_px[:, 0].min()) - margin, max(w, boxes_px[:, 2].max()) + margin)
+        ax.set_ylim(max(h, boxes_px[:, 3].max()) + margin, min(0, boxes_px[:, 1].min()) - margin)
+    left_out = 0
     if legend and any(texts):
         handles = [Patch(fill=False, edgecolor=c, linewidth=linewidth, label=t)
                    for t, c in zip(texts, colors) if t]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   fontsize=fontsize, frameon=False)
-    if n:
-        margin = 0.02 * max(h, w)
-        ax.set_xlim(min(0, boxes_px[:, 0].min()) - margin, max(w, boxes_px[:, 2].max()) + margin)
-        ax.set_ylim(max(h, boxes_px[:, 3].max()) + margin, min(0, boxes_px[:, 1].min()) - margin)
+    elif any(texts):
+        left_out = place_labels(ax, boxes_px, texts, colors, fontsize)[1]
+    notes = [f"{not_drawn} more boxes not drawn"] * bool(not_drawn)
+    notes += [f"{left_out} labels left out (no free place)"] * bool(left_out)
+    if notes:
+        ax.text(0.01, 0.01, "; ".join(notes), transform=ax.transAxes, fontsize=fontsize - 1,
+                va="bottom", ha="left", color="black",
+                bbox=dict(facecolor="white", alpha=0.8, pad=1.5, linewidth=0))
     return ax
 
 
