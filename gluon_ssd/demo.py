@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .anchors import preset_table
-from .coverage import describe_fit, fit_anchors, preset_coverage, sample_boxes
+from .anchor_fit import describe_fit, fit_anchors
+from .coverage import preset_coverage, sample_boxes
 from .presets import get_preset
 from .report import write_run_pictures
 from .train import TrainConfig, TrainResult, train

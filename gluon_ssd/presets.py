@@ -88,7 +88,7 @@ class AnchorSpec(Spec):
         extra_sizes: per layer, more box sizes in pixels beyond the paper's two, each with all of
             the layer's ratios (empty: the paper's anchors). Fitted anchors use them for boxes
             between two layers' sizes, elongated ones especially, which the paper's form can
-            only give a square box (``gluon_ssd.coverage.fit_anchors``).
+            only give a square box (``gluon_ssd.anchor_fit.fit_anchors``).
     """
 
     image_size: int

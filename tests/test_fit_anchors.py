@@ -3,17 +3,15 @@ import importlib.util
 import os
 from dataclasses import asdict, replace
 
+import mxnet as mx
 import numpy as np
 import pytest
 
-import mxnet as mx
-
+from gluon_ssd.anchor_fit import _spec_best_iou, describe_fit, fit_anchors
 from gluon_ssd.anchors import preset_anchors, spec_priors
+from gluon_ssd.coverage import preset_coverage, sample_boxes
 from gluon_ssd.model import SSD
-from gluon_ssd.presets import ModelSpec, get_preset
-from gluon_ssd.coverage import (_spec_best_iou, describe_fit, fit_anchors, preset_coverage,
-                                sample_boxes)
-from gluon_ssd.presets import DEMO_ANCHORS, SSD300_ANCHORS
+from gluon_ssd.presets import DEMO_ANCHORS, SSD300_ANCHORS, ModelSpec, get_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
