@@ -6,8 +6,9 @@ IEEE denormals). Fresh weights have no denormals, so the difference shows only l
 this benchmark takes the last checkpoint of a run trained with the flags off (``--run``; a run
 trained with them on holds no denormals: they were flushed as they arose), counts the weights and optimizer moments below float32's smallest normal number
 (1.2e-38), and times its training steps in child processes that take turns, flags on and off:
-each child resumes the checkpoint on ``--batches`` SyntheticShapes batches, trains one untimed
-pass (graph construction), then ``--passes`` timed ones. The median ms/image of each setting is
+each child resumes the checkpoint (the run's own settings), takes the first ``--batches`` batches
+of the next epoch, trains one untimed pass over them (graph construction), then ``--passes``
+timed ones. The median ms/image of each setting is
 printed with their ratio (above 1: flushing is faster).
 
 Examples::
@@ -18,12 +19,14 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 from bench_inference import set_threads
@@ -58,18 +61,26 @@ def count_denormals(path: str) -> dict:
 def child(args) -> None:
     """Resume the checkpoint copied into ``args.child`` and print the passes' ms/image as JSON."""
     import gluon_ssd  # noqa: F401  (sets the flags, or not, before mxnet is imported)
+    import mxnet as mx
     from gluon_ssd.checkpoint import read_checkpoint
-    from gluon_ssd.presets import get_preset
     from gluon_ssd.train import LAST, Run, TrainConfig
 
     _, meta = read_checkpoint(os.path.join(args.child, LAST))
-    batch = meta["config"]["batch_size"] or get_preset(meta["preset"]).train.batch_size
-    run = Run(TrainConfig(**dict(meta["config"], out=args.child, resume=True, progress=False,
-                                 train_size=args.batches * batch, num_workers=0)))
-    epoch = meta["epoch"]
-    run.train_epoch(epoch)
-    times = [run.train_epoch(epoch).step_seconds for _ in range(args.passes)]
-    print(json.dumps([1000 * t / len(run.train_shard) for t in times]))
+    config = dict(meta["config"], out=args.child, resume=True, progress=False, num_workers=0)
+    run = Run(TrainConfig.from_dict(config, ignore_unknown=True))
+    batches = list(itertools.islice(run.train_loader.epoch(meta["epoch"] + 1), args.batches))
+    images = sum(b.images.shape[0] for b in batches)
+
+    def one_pass() -> float:
+        mx.nd.waitall()
+        start = time.perf_counter()
+        for b in batches:
+            run.step(b.images, b.labels)
+        mx.nd.waitall()
+        return time.perf_counter() - start
+
+    one_pass()
+    print(json.dumps([1000 * one_pass() / images for _ in range(args.passes)]))
 
 
 def timed(args, flush: bool) -> float:

@@ -6,7 +6,7 @@ A checkpoint is an MXNet ``nd.save`` file holding
 * ``optimizer:<index>:<j>``: the optimizer's state arrays (e.g. Adam's mean and variance),
 * ``meta``: a JSON document stored as a uint8 array: preset name, model spec, class names,
   epoch, iteration, the optimizer's update counts, the training history and anything else the
-  trainer records.
+  trainer records (standard JSON: a NaN is stored as ``null``, :func:`json_ready`).
 
 It is written to a temporary file (``.tmp-*.params``) in the same folder and renamed over the
 target, so a run killed while saving leaves the previous checkpoint intact; the next save in that
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import math
 import os
 import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -82,8 +83,8 @@ def save_checkpoint(path: str, net: SSD, meta: Dict[str, Any],
     if trainer is not None:
         opt_arrays, meta["optimizer"] = optimizer_arrays(net, trainer)
         arrays.update(opt_arrays)
-    arrays[META_KEY] = mx.nd.array(np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                                   dtype="uint8")
+    document = json.dumps(json_ready(meta), allow_nan=False).encode()
+    arrays[META_KEY] = mx.nd.array(np.frombuffer(document, dtype=np.uint8), dtype="uint8")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     remove_leftovers(folder)
@@ -96,6 +97,21 @@ def save_checkpoint(path: str, net: SSD, meta: Dict[str, Any],
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` (nested dicts, lists, tuples) with every NaN or infinite number replaced by
+    ``None`` and numpy scalars by Python numbers, so that the JSON written of it is standard
+    (``json.dumps`` would write ``NaN``, which strict parsers refuse)."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def remove_leftovers(folder: str) -> None:
@@ -126,16 +142,18 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, mx.nd.NDArray], Dict[str, Any]
     return arrays, meta
 
 
-def check_meta(meta: Any, source: str) -> None:
+def check_meta(meta: Any, source: str, model_key: str = "model_spec") -> None:
     """``ValueError`` naming ``source`` unless ``meta`` describes a model: a JSON object with a
-    non-empty ``classes`` list of names and a ``model_spec`` object."""
+    non-empty ``classes`` list of names and a ``model_key`` object (a checkpoint's
+    ``model_spec``; an export's ``input``)."""
     if not isinstance(meta, dict):
         raise ValueError(f"{source}: its metadata is not a JSON object")
     classes = meta.get("classes")
     if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
         raise ValueError(f"{source}: its metadata has no list of class names ('classes')")
-    if not isinstance(meta.get("model_spec"), dict):
-        raise ValueError(f"{source}: its metadata has no model description ('model_spec')")
+    if not isinstance(meta.get(model_key), dict):
+        what = {"model_spec": "model", "input": "input"}.get(model_key, model_key)
+        raise ValueError(f"{source}: its metadata has no {what} description ({model_key!r})")
 
 
 def check_identity(source: str, found_preset: Optional[str], found_classes: Sequence[str],

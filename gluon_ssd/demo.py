@@ -24,18 +24,20 @@ DEMO_PICTURES = ("anchors_per_layer.png", "anchors_at_pixel.png", "coverage.png"
 def run_demo(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] = None,
              train_size: Optional[int] = None, val_size: Optional[int] = None,
              image_size: Optional[int] = None, batch_size: Optional[int] = None,
-             progress: bool = True) -> TrainResult:
+             progress: bool = True, overwrite: bool = False) -> TrainResult:
     """Train the ``demo`` preset into ``out`` (``None`` settings: the preset's) and draw the
     run's pictures, then plot SSD300's anchors and their coverage of random elongated boxes
     there; prints the anchor table, the coverage summary and the validation mAP. Returns the
-    training result."""
+    training result. A folder that holds a run already is refused unless ``overwrite``
+    (see :class:`~gluon_ssd.train.TrainConfig`)."""
     out = Path(out)
     # No loader process: on a machine with few cores a loader process takes CPU from oneDNN's
     # threads and slows the steps down by far more than loading in the training process costs
     # (benchmarks/README.md, "Speed").
     cfg = TrainConfig(preset="demo", data="synthetic", out=str(out), epochs=epochs,
                       train_size=train_size, val_size=val_size, image_size=image_size,
-                      batch_size=batch_size, num_workers=0, progress=progress)
+                      batch_size=batch_size, num_workers=0, progress=progress,
+                      overwrite=overwrite)
     result = train(cfg)
     write_run_pictures(result.out)
     preset = get_preset("ssd300")

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import mxnet as mx
 from mxnet import gluon
 
 from .boxes import DEFAULT_VARIANCES, BoxCoder
+from .checkpoint import check_meta, json_ready
 from .model.head import DetectionNet
+from .model.weights import mxnet_reason
 from .presets import DetectSpec
 
 # The files of the export at PREFIX, named PREFIX + suffix; "symbol" first (it marks an export).
@@ -72,7 +76,7 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
     }
     paths = export_paths(prefix)
     with open(paths["meta"], "w") as f:
-        json.dump(meta, f, indent=2)
+        json.dump(json_ready(meta), f, indent=2, allow_nan=False)
     return paths
 
 
@@ -108,13 +112,46 @@ def exported_coder(meta: Dict[str, Any]) -> BoxCoder:
 
 
 def read_export_meta(prefix: str) -> Dict[str, Any]:
-    """The metadata of the export at ``prefix``; ``ValueError`` if one of its files is missing."""
+    """The metadata of the export at ``prefix``, checked (:func:`check_export_meta`);
+    ``ValueError`` naming the file if one of the three is missing or the metadata is not JSON
+    or not an export's."""
     paths = export_paths(prefix)
     for path in paths.values():
         if not os.path.isfile(path):
             raise ValueError(f"export {prefix!r} is incomplete: {path} does not exist")
-    with open(paths["meta"]) as f:
-        return json.load(f)
+    try:
+        with open(paths["meta"], "rb") as f:
+            meta = json.loads(f.read())
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{paths['meta']}: its metadata is not JSON ({err})") from None
+    check_export_meta(meta, paths["meta"])
+    return meta
+
+
+def check_export_meta(meta: Any, source: str) -> None:
+    """``ValueError`` naming ``source`` unless ``meta`` is an export's metadata: the class names
+    (:func:`~gluon_ssd.checkpoint.check_meta`) and an ``input`` object with ``image_size``
+    ``[H, W]`` (positive integers) and three-channel ``mean`` and ``std`` (``std`` not 0);
+    decoding settings (``detect``), where recorded, an object."""
+    check_meta(meta, source, model_key="input")
+    info = meta["input"]
+    size = info.get("image_size")
+    if not (isinstance(size, list) and len(size) == 2
+            and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+        raise ValueError(f"{source}: 'input' has no image_size [H, W] of positive integers "
+                         f"(got {size!r})")
+    for key in ("mean", "std"):
+        values = info.get(key)
+        if not (isinstance(values, list) and len(values) == 3
+                and all(_is_number(v) and (key == "mean" or v != 0) for v in values)):
+            raise ValueError(f"{source}: 'input' has no {key} of 3 numbers"
+                             f"{' (none 0)' if key == 'std' else ''} (got {values!r})")
+    if not isinstance(meta.get("detect", {}), dict):
+        raise ValueError(f"{source}: its decoding settings ('detect') are not a JSON object")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def import_model(prefix: str, ctx: mx.Context = mx.cpu(), spec: Optional[DetectSpec] = None
@@ -128,17 +165,13 @@ def import_model(prefix: str, ctx: mx.Context = mx.cpu(), spec: Optional[DetectS
     ``meta["detect"]`` states the new settings. Otherwise it is the plain ``SymbolBlock``.
 
     Raises:
-        ValueError: a file of the export is missing, or ``spec`` asks for other settings than a
-            graph that cannot be cut was exported with.
+        ValueError: a file of the export is missing, corrupt or incomplete (named), or ``spec``
+            asks for other settings than a graph that cannot be cut was exported with.
     """
     paths = export_paths(prefix)
     meta = read_export_meta(prefix)
     embedded = exported_spec(meta, paths["meta"])
-    try:
-        graph = mx.sym.load(paths["symbol"])
-    except mx.base.MXNetError as err:
-        reason = str(err).strip().splitlines()[0]
-        raise ValueError(f"{paths['symbol']}: not an MXNet symbol file ({reason})") from None
+    graph = _load_graph(paths["symbol"])
     if spec is None or spec == embedded:
         return _symbol_block(graph, paths["params"], ctx), meta
     internals = graph.get_internals()
@@ -154,10 +187,34 @@ def import_model(prefix: str, ctx: mx.Context = mx.cpu(), spec: Optional[DetectS
     return block, dict(meta, detect=dataclasses.asdict(spec))
 
 
+def _load_graph(path: str) -> mx.sym.Symbol:
+    """The symbol graph in ``path``; ``ValueError`` naming it with the reason: the JSON parser's
+    (with line and column) or MXNet's (its reason line, not its source location)."""
+    try:
+        with open(path, "rb") as f:
+            json.loads(f.read())
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not an MXNet symbol file (not JSON: {err})") from None
+    try:
+        return mx.sym.load(path)
+    except (mx.base.MXNetError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not an MXNet symbol file ({mxnet_reason(err)})") from None
+
+
 def _symbol_block(outputs: mx.sym.Symbol, params: str, ctx: mx.Context) -> gluon.SymbolBlock:
     """``gluon.SymbolBlock.imports`` for a graph already loaded (or cut), with a float32 input
-    (which spares the warning that the input's type cannot be inferred)."""
+    (which spares the warning that the input's type cannot be inferred); ``ValueError`` naming
+    ``params`` if it is not a parameter file or lacks a parameter of the graph."""
     block = gluon.SymbolBlock(outputs, mx.sym.var("data", dtype="float32"))
-    block.collect_params().load(params, ctx=ctx, ignore_extra=True, cast_dtype=True,
-                                dtype_source="saved")
+    try:
+        block.collect_params().load(params, ctx=ctx, ignore_extra=True, cast_dtype=True,
+                                    dtype_source="saved")
+    except (mx.base.MXNetError, UnicodeDecodeError) as err:
+        raise ValueError(f"{params}: not an MXNet parameter file ({mxnet_reason(err)})") from None
+    except TypeError:  # nd.save of a list: arrays without names
+        raise ValueError(f"{params}: holds unnamed arrays, not a parameter file") from None
+    except AssertionError as err:  # MXNet's check that the file has every parameter
+        missing = re.search(r"Parameter '([^']+)' is missing", str(err))
+        what = f"parameter {missing.group(1)!r}" if missing else "a parameter"
+        raise ValueError(f"{params}: lacks {what} of the graph it belongs to") from None
     return block

@@ -6,12 +6,12 @@ optimiser steps. The learning rate is a pure function of the iteration (warm-up,
 step decay), the data order and the augmentation of epoch ``e`` are pure functions of
 ``(seed, e)``, and every epoch ends with an atomic checkpoint of the model, the optimiser state
 and the history: a run killed and resumed ends with the same weights as one never stopped.
+The run folder is checked before anything is built (:mod:`gluon_ssd.run_folder`): a new run
+never clobbers an earlier one, and a resumed run keeps the settings it was trained with.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -23,9 +23,9 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from .checkpoint import (model_from_checkpoint, read_checkpoint, restore_optimizer,
-                         save_checkpoint)
+from .checkpoint import model_from_checkpoint, restore_optimizer, save_checkpoint
 from .data.datasets import DataConfig, build_split
+from .data.labels import check_classes
 from .data.transforms import Batch, DetectionLoader, TrainTransform
 from .distributed.cluster import Cluster, WorkerRecord, connect
 from .evaluation.run import evaluate, evaluation_loader
@@ -35,10 +35,10 @@ from .model.ssd import SSD
 from .model.weights import load_base
 from .precision import set_training_dtype
 from .presets import Preset, Spec, TrainSpec, get_preset
+from .run_folder import (BEST, LAST, fixed_settings, open_run_folder, start_run_folder,
+                         write_log)
 from .targets import multibox_targets
 
-LAST, BEST = "checkpoint-last.params", "checkpoint-best.params"
-LOG = "log.json"
 VALIDATION_METRIC = "voc07"  # what EpochRecord.val_map and the best checkpoint go by
 LOGGED_LOSSES = ("loss", "confidence", "localization")  # EpochRecord's names, see logged_losses
 
@@ -63,7 +63,10 @@ class TrainConfig(Spec):
             process with ``num_workers`` > 0. 0 renders every time.
         mining, augment: hard negative mining / the paper's augmentation on or off (default:
             the preset's).
-        resume: continue from ``out/checkpoint-last.params``.
+        resume: continue from ``out/checkpoint-last.params`` (which must exist), with the
+            settings the run was trained with (:mod:`gluon_ssd.run_folder`); ``epochs`` may grow.
+        overwrite: replace a run already in ``out`` (without it, and without ``resume``, a
+            folder holding a run is refused).
         pretrained_base: ImageNet VGG16 parameter file for the base network.
         dtype: ``float32``, or ``bf16`` for bfloat16 mixed precision (``mxnet.contrib.amp`` on
             oneDNN; switches the whole process, see :mod:`gluon_ssd.precision`).
@@ -92,6 +95,7 @@ class TrainConfig(Spec):
     augment: Optional[bool] = None
     skip_bad: bool = False
     resume: bool = False
+    overwrite: bool = False
     pretrained_base: Optional[str] = None
     dtype: str = "float32"
     progress: bool = True
@@ -123,6 +127,7 @@ class TrainResult:
     history: List[EpochRecord] = field(default_factory=list)
     best_map: float = float("nan")
     rank: int = 0  # the worker that returns it: only rank 0 evaluates
+    unreadable: List[str] = field(default_factory=list)  # images left out (skip_bad)
 
     @property
     def last_map(self) -> Optional[float]:
@@ -198,6 +203,13 @@ class Run:
         self.progress = cfg.progress and self.cluster.is_root
         self.preset: Preset = get_preset(cfg.preset)
         self._resolve_settings()
+        self.settings = fixed_settings(dataclasses.asdict(cfg), self.preset,
+                                       self.cluster.num_workers)
+        # rank 0 writes the run folder, so it alone checks it: the others start when it may
+        # already have written there
+        self._checkpoint = open_run_folder(cfg.out, cfg.resume, cfg.overwrite, self.settings,
+                                           check_folder=self.cluster.is_root)
+        self.resumed = self._checkpoint is not None
         self._build_data()
         self._build_loaders()
         self.loss = SSDLoss(mining=self.mining)
@@ -228,6 +240,8 @@ class Run:
         self.val_data = build_split(data, "val", (self.size, self.size))
         if len(self.train_data) == 0:
             raise ValueError(f"the training split of {self.cfg.data!r} is empty")
+        check_classes(self.train_data.classes, f"the training split of {self.cfg.data!r} has",
+                      self.val_data.classes, "its validation split has")
         self.classes = tuple(self.train_data.classes)
         self.train_shard = self.cluster.shard(self.train_data)
         if len(self.train_shard) < self.batch_size:
@@ -248,9 +262,9 @@ class Run:
     def _build_model(self) -> None:
         """The SSD and its optimiser, resumed from ``out/checkpoint-last.params`` if asked and
         present, else fresh; the detector validation runs and the anchors targets match."""
-        last = os.path.join(self.cfg.out, LAST)
-        if self.cfg.resume and os.path.exists(last):
-            self._resume(last)
+        if self._checkpoint is not None:
+            self._resume(*self._checkpoint)
+            self._checkpoint = None  # its arrays are in the network and trainer now
         else:
             mx.random.seed(self.cfg.seed)
             self.net = SSD(self.preset.model, self.classes)
@@ -263,9 +277,9 @@ class Run:
         self.detector.hybridize(static_alloc=True, static_shape=True)
         self.anchors = self.net(mx.nd.zeros((1, 3, self.size, self.size)))[2]
 
-    def _resume(self, last: str) -> None:
-        """Model, optimiser state, position and history from the checkpoint ``last``."""
-        arrays, meta = read_checkpoint(last)
+    def _resume(self, arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any]) -> None:
+        """Model, optimiser state, position and history from ``out/checkpoint-last.params``."""
+        last = os.path.join(self.cfg.out, LAST)
         self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes)
         self.trainer = self._make_trainer(meta["iteration"])
         restore_optimizer(self.net, self.trainer, arrays, meta["optimizer"])
@@ -288,6 +302,7 @@ class Run:
     def meta(self, epoch: int) -> Dict[str, Any]:
         return {"preset": self.preset.name, "epoch": epoch, "iteration": self.iteration,
                 "best_map": self.best_map, "image_size": self.size,
+                "workers": self.cluster.num_workers,
                 "history": [dataclasses.asdict(r) for r in self.history],
                 "config": dataclasses.asdict(self.cfg)}
 
@@ -394,8 +409,8 @@ class Run:
         os.makedirs(self.cfg.out, exist_ok=True)
         root = self.cluster.is_root
         if root:
-            with open(os.path.join(self.cfg.out, "config.json"), "w") as f:
-                json.dump(dataclasses.asdict(self.cfg), f, indent=2)
+            start_run_folder(self.cfg.out, dataclasses.asdict(self.cfg),
+                             self.start_epoch if self.resumed else None)
         for epoch in range(self.start_epoch, self.epochs):
             record = self.train_epoch(epoch)
             if root and ((epoch + 1) % self.eval_every == 0 or epoch + 1 == self.epochs):
@@ -405,7 +420,8 @@ class Run:
                 self.save(epoch, record)
         if self.record:
             self.record.finish()
-        return TrainResult(self.cfg.out, self.history, self.best_map, self.cluster.rank)
+        return TrainResult(self.cfg.out, self.history, self.best_map, self.cluster.rank,
+                           self.train_data.stats.unreadable + self.val_data.stats.unreadable)
 
     def save(self, epoch: int, record: EpochRecord) -> None:
         """The checkpoints (``best`` when mAP improved), the log and the epoch's summary."""
@@ -419,13 +435,7 @@ class Run:
             tqdm.write(_describe(record))
 
     def write_log(self) -> None:
-        rows = [dataclasses.asdict(r) for r in self.history]
-        with open(os.path.join(self.cfg.out, "log.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        with open(os.path.join(self.cfg.out, LOG), "w") as f:
-            json.dump(rows, f, indent=2)
+        write_log(self.cfg.out, [dataclasses.asdict(r) for r in self.history])
 
 
 def _describe(r: EpochRecord) -> str:

@@ -92,7 +92,7 @@ def corrupt_image(tmp_path):
     (["--feature-map", "2by4", "--sizes", "0.2"], ["--feature-map", "'2by4'"]),
     (["--sizes", "0.2", "--image", "missing.png"], ["--image", "missing.png"]),
     (["--sizes", "0.2", "--image", "CORRUPT"], ["--image", "corrupt.png"]),
-    (["--sizes", "0.2", "--steps", "0", "0.1"], ["steps", "(0.0, 0.1)"]),
+    (["--sizes", "0.2", "--steps", "0", "0.1"], ["--steps", "'0'", "-1 or"]),
     (["--feature-map", "2x4", "--sizes", "0.2", "--at", "2,0"], ["--at", "2,0"]),
     (["--preset", "ssd1000"], ["--preset", "'ssd1000'"]),
     (["--preset", "ssd300", "--sizes", "0.2"], ["--preset", "--sizes"]),

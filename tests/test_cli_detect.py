@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 
 import matplotlib.cbook
+import matplotlib.figure
 import mxnet as mx
 import numpy as np
 import pytest
@@ -130,8 +131,9 @@ def test_nothing_readable_is_an_error_with_the_counts(checkpoint, tmp_path, caps
 @pytest.mark.parametrize("argv, message", [
     (["--classes", "cat", "dog"], "has 2 classes ['circle', 'square'], expected 2 ['cat', 'dog']"),
     (["--preset", "ssd300"], "is a model of preset 'demo', not 'ssd300_vgg16'"),
-    (["--threshold", "2"], "--threshold: must be a number in [0, 1], got '2'"),
-    (["--topk", "0"], "--topk: must be an integer >= 1, got '0'"),
+    (["--threshold", "2"], "--threshold: must be a finite number in [0, 1], got '2'"),
+    (["--threshold", "nan"], "--threshold: must be a finite number in [0, 1], got 'nan'"),
+    (["--topk", "0"], "--topk: must be an integer in 1..100000, got '0'"),
     (["--decoder", "best"], "--decoder: invalid choice: 'best'"),
 ])
 def test_bad_arguments_are_one_line_errors(checkpoint, tmp_path, capsys, argv, message):
@@ -198,3 +200,80 @@ def test_default_export_detects_like_its_checkpoint_and_is_not_exported_again(
     np.testing.assert_allclose([r["bbox"] for r in a], [r["bbox"] for r in b], atol=0.02)
     status, _, stderr = run(capsys, "export", prefix, "-o", tmp_path / "second")
     assert status == 2 and "is an export; export takes a checkpoint file" in stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# detect never overwrites (issue 20): not an input, not an earlier run's output, not each other.
+
+def _snapshot(folder):
+    """Every file under ``folder``: relative path -> bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _photos(folder):
+    """``a.png``, ``b.png`` and ``a.jpg`` (its stem is ``a.png``'s) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(1)
+    for name in ("a.png", "b.png", "a.jpg"):
+        Image.fromarray(rng.randint(0, 256, (40, 60, 3)).astype(np.uint8)).save(folder / name)
+    return folder
+
+
+@pytest.mark.parametrize("inputs", [["p"], ["p/a.jpg"], ["p/a.png", "p/b.png"]])
+def test_detect_onto_the_input_folder_is_refused_and_changes_nothing(checkpoint, tmp_path,
+                                                                     capsys, inputs):
+    folder = _photos(tmp_path / "p")
+    before = _snapshot(tmp_path)
+    status, out, err = run(capsys, "detect", checkpoint, *[tmp_path / i for i in inputs],
+                           "-o", folder, "--quiet")
+    assert status == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert f"the output folder {folder} holds the input image" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_colliding_stems_get_distinct_pngs(checkpoint, tmp_path, capsys):
+    folder = _photos(tmp_path / "p")
+    inputs = _snapshot(folder)
+    out = tmp_path / "out"
+    assert run(capsys, "detect", checkpoint, folder, "-o", out, "--threshold", 0, "--quiet")[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a-2.png", "a.png", "b.png",
+                                                     "detections.json"]
+    assert [i["file_name"] for i in load_document(out)["images"]] == [
+        str(folder / n) for n in ("a.jpg", "a.png", "b.png")]  # a.jpg -> a.png, a.png -> a-2.png
+    assert _snapshot(folder) == inputs
+
+
+@pytest.mark.parametrize("earlier", ["detections.json", "a.png", "a-2.png"])
+def test_an_earlier_output_is_never_overwritten(checkpoint, tmp_path, capsys, earlier):
+    folder = _photos(tmp_path / "p")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / earlier).write_bytes(b"an earlier run's file")
+    (out / "notes.txt").write_text("mine")
+    before = _snapshot(tmp_path)
+    status, _, err = run(capsys, "detect", checkpoint, folder, "-o", out, "--quiet")
+    assert status == 2 and len(err.strip().splitlines()) == 1
+    assert f"{out / earlier} exists already" in err
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_file_appearing_during_the_run_is_not_overwritten(checkpoint, tmp_path):
+    """Each output is created exclusively: one made after the check still stands."""
+    from gluon_ssd.report import write_detections
+
+    folder = _photos(tmp_path / "p")
+    out = tmp_path / "out"
+    out.mkdir()
+    detector = load_detector(str(checkpoint))
+    real = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *args, **kwargs):
+        (out / "detections.json").write_text("someone else's")  # appears meanwhile
+        return real(fig, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", savefig)
+        with pytest.raises(FileExistsError):
+            write_detections(detector, [str(folder / "a.png")], out, 0.5)
+    assert (out / "detections.json").read_text() == "someone else's"

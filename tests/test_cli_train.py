@@ -82,7 +82,8 @@ def test_console_script_bad_epochs_has_no_traceback(tmp_path):
     proc = subprocess.run([str(script), "train", "--epochs", "0", "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == "gluon-ssd train: error: --epochs must be >= 1, got 0\n"
+    assert proc.stderr == ("gluon-ssd train: error: argument --epochs: must be an integer in "
+                           "1..100000, got '0'\n")
 
 
 def test_train_is_registered_with_help(capsys):

@@ -1,6 +1,7 @@
 """Datasets: SyntheticShapes, VOC / VOC-format folders and COCO built on disk in tmp dirs."""
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -401,3 +402,66 @@ def test_coco_unknown_category_is_an_error(coco_root):
         COCODataset(coco_root, "val2017")
     with pytest.raises(ValueError, match="instances_train2017.json does not exist"):
         COCODataset(coco_root, "train2017")
+
+
+def _edit_coco(coco_root, edit):
+    path = os.path.join(coco_root, "annotations", "instances_val2017.json")
+    with open(path) as f:
+        data = json.load(f)
+    edit(data)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d["annotations"][0].pop("bbox"), "annotation 1 has no 'bbox'"),
+    (lambda d: d["annotations"][1].update(bbox="60,40,40,40"),
+     "annotation 2: 'bbox' must be a list of 4 numbers [x, y, width, height], got '60,40,40,40'"),
+    (lambda d: d["annotations"][2].update(bbox=[0, 0, 10]), "annotation 3: 'bbox' must be"),
+    (lambda d: d["images"][0].pop("width"), "image 7 has no 'width'"),
+    (lambda d: d["images"][1].update(height=0),
+     "image 2: 'height' must be a positive number, got 0"),
+    (lambda d: d["annotations"][0].update(image_id=5),
+     "annotation 1 has image_id 5, not among the images"),
+    (lambda d: d["images"][2].update(file_name="../../etc/passwd"),
+     "image 9: file name '../../etc/passwd' leaves the dataset folder"),
+    (lambda d: d["images"][2].update(file_name="/etc/passwd"),
+     "image 9: file name '/etc/passwd' leaves the dataset folder"),
+    (lambda d: d.pop("categories"), "has no 'categories' list"),
+    (lambda d: d.update(categories=[]), "lists no categories"),
+])
+def test_coco_defects_name_the_file_and_the_entry(coco_root, edit, message):
+    path = _edit_coco(coco_root, edit)
+    with pytest.raises(ValueError) as err:
+        COCODataset(coco_root, "val2017")
+    assert str(err.value).startswith(f"{path}: "), str(err.value)
+    assert message in str(err.value)
+
+
+def test_coco_invalid_json_is_named(coco_root):
+    path = os.path.join(coco_root, "annotations", "instances_val2017.json")
+    with open(path, "a") as f:
+        f.write("}")
+    with pytest.raises(ValueError, match=rf"^{path}: not valid JSON \(Extra data: line 1"):
+        COCODataset(coco_root, "val2017")
+
+
+def test_coco_image_folder_may_be_a_symbolic_link(coco_root, tmp_path):
+    elsewhere = tmp_path / "disk2"
+    os.rename(os.path.join(coco_root, "val2017"), elsewhere)
+    os.symlink(elsewhere, os.path.join(coco_root, "val2017"))
+    ds = COCODataset(coco_root, "val2017")
+    assert ds[1][0].shape == (60, 80, 3)
+
+
+@pytest.mark.parametrize("tag, text", [("xmin", "abc"), ("ymax", "nan"), ("width", "wide")])
+def test_voc_number_that_is_not_one_names_the_xml_file(voc_root, tmp_path, tag, text):
+    xml = os.path.join(voc_root, "VOC2007", "Annotations", "000002.xml")
+    with open(xml) as f:
+        content = f.read()
+    with open(xml, "w") as f:
+        f.write(re.sub(f"<{tag}>[^<]*</{tag}>", f"<{tag}>{text}</{tag}>", content, count=1))
+    with pytest.raises(ValueError, match=rf"annotation {re.escape(xml)}: <\w+><{tag}> is not a "
+                                         rf"number: '{text}'"):
+        get_dataset("voc", "2007_trainval", root=voc_root)

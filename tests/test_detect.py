@@ -23,7 +23,7 @@ from gluon_ssd.detect import (Detections, LoadedModel, coco_document, coco_resul
                               load_detector)
 from gluon_ssd.export import export_model, export_paths
 from gluon_ssd.model import DetectionNet
-from gluon_ssd.presets import DetectSpec, get_preset
+from gluon_ssd.presets import get_preset
 
 CLASSES = ("cat", "dog", "bird")
 DEMO_SPEC = get_preset("demo").detect  # the decoding a demo checkpoint gets

@@ -6,6 +6,7 @@ a VOC-format folder of non-square images larger than the network input.
 """
 import json
 import os
+import re
 
 import cv2
 import mxnet as mx
@@ -17,11 +18,13 @@ from PIL import Image
 
 import gluon_ssd.train  # noqa: F401  (imported here, so import-time warnings stay out of capsys)
 from gluon_ssd.checkpoint import save_checkpoint
+from gluon_ssd.data.io import BadImageError
+from gluon_ssd.data.labels import check_classes
 from gluon_ssd.cli import main
 from gluon_ssd.data.transforms import Batch
 from gluon_ssd.detect import load_detector
 from gluon_ssd.evaluation.metrics import DetectionEvaluator
-from gluon_ssd.evaluation.report import write_pr_plots
+from gluon_ssd.evaluation.report import format_report, write_evaluation, write_pr_plots
 from gluon_ssd.evaluation.run import evaluate, evaluate_model, evaluation_loader
 from gluon_ssd.export import export_model
 from gluon_ssd.model import SSD
@@ -422,3 +425,31 @@ def test_training_logs_the_map_evaluate_prints_on_large_non_square_images(tmp_pa
     voc07 = next(iter(evaluation.evaluations.values())).voc["voc07"].map
     assert voc07 == result.best_map  # ==, not approx
     assert voc07 > 0  # something is detected: the units decide matches
+
+
+def test_a_truncated_image_is_named_or_skipped_and_counted_by_evaluate(tmp_path):
+    voc = _voc_folder(tmp_path / "shapes", [(48, 64)] * 6)
+    bad = voc / "JPEGImages" / "im03.jpg"  # in val (every third image)
+    data = bad.read_bytes()
+    bad.write_bytes(data[:len(data) * 2 // 5])
+    net = SSD(get_preset("demo").model, SHAPE_CLASSES)
+    net.initialize()
+    path = str(tmp_path / "shapes.params")
+    save_checkpoint(path, net, {"preset": "demo", "image_size": 64,
+                                "config": {"data": str(voc), "batch_size": 2}})
+    with pytest.raises(BadImageError, match=re.escape(f"{bad}: truncated JPEG")):
+        evaluate_model(path, metrics=("voc07",), progress=False)
+    result = evaluate_model(path, metrics=("voc07",), progress=False, skip_bad=True)
+    assert result.unreadable == [str(bad)] and result.num_images == 1
+    assert "1 unreadable image(s) left out" in format_report(result).splitlines()[0]
+    write_evaluation(result, str(tmp_path / "eval"))
+    with open(tmp_path / "eval" / "metrics.json") as f:
+        assert json.load(f)["unreadable"] == [str(bad)]
+
+
+def test_evaluate_and_training_share_the_class_check():
+    ds = type("Split", (), {"classes": ("b", "a")})()
+    with pytest.raises(ValueError, match=re.escape(
+            "m.params detects 2 classes ['a', 'b'], but 'x' (val) has 2 classes ['b', 'a'] "
+            "(the same names in another order)")):
+        check_classes(("a", "b"), "m.params detects", ds.classes, "'x' (val) has")

@@ -1,6 +1,8 @@
 """The one image reader: files (PNG, JPEG, gray, RGBA, 16-bit, EXIF, truncated), PIL, arrays."""
 import io
+import os
 import pickle
+import re
 import warnings
 
 import cv2
@@ -152,3 +154,18 @@ def test_list_images_expands_folders_sorted_and_counts_the_rest(tmp_path):
         "given.gif"]
     assert sorted(skipped) == [str(tmp_path / "notes.txt"), str(tmp_path / "sub")]
     assert list_images(tmp_path / "a.jpg") == ([str(tmp_path / "a.jpg")], [])
+
+
+def test_unreadable_image_entries_are_images_that_fail_named_not_skipped(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(jpeg_bytes(noise()))
+    os.symlink("loop.jpg", tmp_path / "loop.jpg")  # a symbolic link to itself
+    os.symlink("missing.png", tmp_path / "gone.png")  # a link to nothing
+    (tmp_path / "folder.jpg").mkdir()  # a folder, whatever its name
+    images, skipped = list_images(tmp_path)
+    assert images == [str(tmp_path / n) for n in ("a.jpg", "gone.png", "loop.jpg")]
+    assert skipped == [str(tmp_path / "folder.jpg")]
+    with pytest.raises(BadImageError, match=re.escape(f"{tmp_path / 'loop.jpg'}: Too many "
+                                                      "levels of symbolic links")):
+        read_image(images[2])
+    with pytest.raises(BadImageError, match=re.escape(f"{tmp_path / 'gone.png'}: No such file")):
+        read_image(images[1])

@@ -10,6 +10,7 @@ import math
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from PIL import Image
 
 from gluon_ssd import train as train_module
 from gluon_ssd.checkpoint import load_checkpoint, read_checkpoint
+from gluon_ssd.data.io import BadImageError
 from gluon_ssd.loss import SSDLoss
 from gluon_ssd.presets import TrainSpec, get_preset
 from gluon_ssd.report import write_run_pictures
@@ -313,9 +315,133 @@ def test_training_on_a_voc_format_folder_uses_its_class_names(tmp_path):
     assert write_run_pictures(str(out)) == [str(out / "curve.png"), str(out / "detections.png")]
     assert (out / "detections.png").exists()
 
-    # resuming it on data with other classes names both class lists
-    with pytest.raises(ValueError, match=r"classes \['apple', 'kiwi', 'zebra'\].*'circle'"):
+    # resuming it on other data names both
+    with pytest.raises(ValueError, match=rf"--data 'synthetic' \(the run's: '{voc}'\)"):
         train(tiny(out, epochs=2, resume=True))
+
+
+# ----------------------------------------------------------------- a run's folder is safe
+
+def _bytes(folder):
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+def test_a_new_run_refuses_a_folder_holding_a_run_and_overwrite_replaces_it(run_a, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(run_a[0].out, out)
+    (out / "notes.txt").write_text("mine")
+    before = _bytes(out)
+    with pytest.raises(ValueError) as err:
+        train(tiny(out, epochs=1))
+    message = str(err.value)
+    assert f"run folder {out} already holds a run" in message, message
+    assert "--resume" in message and "--overwrite" in message
+    assert _bytes(out) == before  # checkpoint-best/last, logs and config byte-identical
+
+    result = train(tiny(out, epochs=1, overwrite=True))
+    assert len(result.history) == 1
+    _, meta = read_checkpoint(str(out / LAST))
+    assert meta["epoch"] == 0 and len(meta["history"]) == 1  # a new run, not the old one's
+    with open(out / "config.json") as f:
+        assert json.load(f)["epochs"] == 1
+    assert (out / "notes.txt").read_text() == "mine"  # not a run file: kept
+    with pytest.raises(ValueError, match="choose one"):
+        train(tiny(out, epochs=2, resume=True, overwrite=True))
+
+
+def test_resume_without_a_checkpoint_names_the_path_it_looked_for(tmp_path):
+    out = tmp_path / "typo"
+    with pytest.raises(ValueError, match=re.escape(f"no checkpoint to resume in {out} "
+                                                   f"({out / LAST} does not exist)")):
+        train(tiny(out, epochs=1, resume=True))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("change, names", [
+    (dict(image_size=96), ["--image-size 96 (the run's: 64)"]),
+    (dict(seed=1, batch_size=4), ["--seed 1 (the run's: 0)", "--batch-size 4 (the run's: 8)"]),
+    (dict(augment=True, mining=False, train_size=16), [
+        "--augment True (the run's: False)", "--mining False (the run's: True)",
+        "--train-size 16 (the run's: 32)"]),
+])
+def test_resume_refuses_settings_that_change_the_model_or_the_data(run_a, tmp_path, change,
+                                                                  names):
+    out = tmp_path / "run"
+    shutil.copytree(run_a[0].out, out)
+    before = _bytes(out)
+    with pytest.raises(ValueError) as err:
+        train(dataclasses.replace(run_a[0], out=str(out), resume=True, epochs=4, **change))
+    message = str(err.value)
+    assert message.startswith(f"cannot resume {out / LAST} with other settings"), message
+    for name in names:
+        assert name in message
+    assert _bytes(out) == before
+
+
+def test_config_json_is_kept_resumes_are_appended_and_no_nan_is_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module.Run, "evaluate", lambda self: float("nan"))
+    out = tmp_path / "run"
+    first = tiny(out, epochs=1)
+    train(first)
+    train(dataclasses.replace(first, epochs=2, resume=True, eval_every=1))
+    train(dataclasses.replace(first, epochs=3, resume=True))
+
+    def strict(text):
+        def refuse(constant):
+            raise AssertionError(f"non-standard JSON constant {constant}")
+        return json.loads(text, parse_constant=refuse)
+
+    assert strict((out / "config.json").read_text()) == dataclasses.asdict(first)
+    lines = (out / "resumes.jsonl").read_text().splitlines()
+    assert [strict(line)["epoch"] for line in lines] == [2, 3]
+    assert [strict(line)["config"]["epochs"] for line in lines] == [2, 3]
+    rows = strict((out / "log.json").read_text())
+    assert [r["val_map"] for r in rows] == [None, None, None]  # NaN -> null
+    arrays = mx.nd.load(str(out / LAST))
+    strict(arrays["meta"].asnumpy().tobytes().decode())
+
+
+def _coco_folder(root, val_categories):
+    """A COCO-format folder, 8 train and 2 val 64x64 images, one box each; the val file lists
+    ``val_categories``."""
+    for split, count, categories in (("train2017", 8, [{"id": 1, "name": "cat"},
+                                                       {"id": 2, "name": "dog"}]),
+                                     ("val2017", 2, val_categories)):
+        os.makedirs(root / split)
+        images = [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 64}
+                  for i in range(count)]
+        for entry in images:
+            assert cv2.imwrite(str(root / split / entry["file_name"]),
+                               np.full((64, 64, 3), 90, np.uint8))
+        annotations = [{"id": i, "image_id": i, "category_id": 1 + i % 2,
+                        "bbox": [8, 8, 30, 30], "iscrowd": 0} for i in range(count)]
+        os.makedirs(root / "annotations", exist_ok=True)
+        with open(root / "annotations" / f"instances_{split}.json", "w") as f:
+            json.dump({"images": images, "annotations": annotations,
+                       "categories": categories}, f)
+    return root
+
+
+def test_training_refuses_a_validation_split_with_other_classes(tmp_path):
+    swapped = _coco_folder(tmp_path / "coco", [{"id": 1, "name": "dog"},
+                                               {"id": 2, "name": "cat"}])
+    with pytest.raises(ValueError) as err:
+        train(tiny(tmp_path / "out", data=str(swapped), epochs=1, batch_size=4))
+    assert str(err.value) == (
+        f"the training split of {str(swapped)!r} has 2 classes ['cat', 'dog'], but its "
+        "validation split has 2 classes ['dog', 'cat'] (the same names in another order)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_images_stop_training_named_or_are_skipped_and_counted(tmp_path):
+    voc = _voc_folder(tmp_path / "voc", ["kiwi", "apple"] * 5 + ["kiwi"])
+    bad = voc / "JPEGImages" / "im3.jpg"  # in the training split
+    bad.write_bytes(bad.read_bytes()[:len(bad.read_bytes()) * 2 // 5])
+    with pytest.raises(BadImageError, match=f"{bad}: truncated JPEG"):
+        train(tiny(tmp_path / "out", data=str(voc), epochs=1, batch_size=3))
+    result = train(tiny(tmp_path / "skipping", data=str(voc), epochs=1, batch_size=3,
+                        skip_bad=True))
+    assert result.unreadable == [str(bad)]
 
 
 # ----------------------------------------------------------------------------- the schedule

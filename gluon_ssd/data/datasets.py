@@ -14,7 +14,10 @@ subtracts 1 from all four); COCO's ``[x, y, w, h]`` becomes ``[x, y, x + w, y + 
 Bad input: boxes reaching outside the image are clipped to it, boxes with no area (after
 clipping, or ``xmin >= xmax`` / ``ymin >= ymax`` as given) are dropped; both are counted in
 ``stats``. A class name (VOC) or category id (COCO) outside the class list raises ``ValueError``
-naming the annotation file. An unreadable or truncated image raises
+naming the annotation file; so does a malformed annotation file (invalid JSON or XML, a COCO
+``bbox`` or image size missing or not numbers, a VOC coordinate that is not a number: see
+:mod:`gluon_ssd.data.annotations`, which names the annotation or image id too) and a COCO
+``file_name`` that leaves the dataset folder. An unreadable or truncated image raises
 :class:`~gluon_ssd.data.io.BadImageError` naming the file when the item is loaded; with
 ``skip_bad=True`` every image is decoded once at construction and the bad ones are left out
 (listed in ``stats.unreadable``).
@@ -36,6 +39,7 @@ from gluoncv.data import COCODetection, VOCDetection
 from mxnet import gluon
 
 from ..presets import Spec
+from .annotations import inside, read_coco, xml_number, xml_root, xml_text
 from .io import BadImageError, find_unreadable, image_size, list_images, read_image
 from .labels import WIDTH, LoadStats
 from .synthetic import DEFAULT_CLASSES, DEFAULT_LENGTH, SyntheticShapes
@@ -60,22 +64,6 @@ def _existing_dir(path: str) -> str:
     if not os.path.isdir(full):
         raise ValueError(f"dataset folder {full} does not exist")
     return full
-
-
-def _xml_root(path: str) -> ET.Element:
-    """The parsed annotation file; ``ValueError`` naming it if it is malformed."""
-    try:
-        return ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as err:
-        raise ValueError(f"cannot parse annotation {path}: {err}") from err
-
-
-def _xml_text(element: ET.Element, tag: str, path: str) -> str:
-    """Stripped text of ``element``'s child ``tag``; ``ValueError`` naming ``path`` if absent."""
-    child = element.find(tag)
-    if child is None or child.text is None:
-        raise ValueError(f"annotation {path}: <{element.tag}> has no <{tag}>")
-    return child.text.strip()
 
 
 class _FileDataset:
@@ -109,10 +97,10 @@ class _FileDataset:
         with ``skip_bad`` leave out the images that cannot be decoded."""
         if not self._items:
             raise ValueError(empty_message)
-        if self.stats.boxes_clipped or self.stats.boxes_dropped:
-            LOG.warning("%s: %s", source, self.stats.summary())
         if skip_bad:
             self._drop_unreadable()
+        if self.stats.boxes_clipped or self.stats.boxes_dropped or self.stats.unreadable:
+            LOG.warning("%s: %s", source, self.stats.summary())
 
 
 class VOCDataset(_FileDataset, VOCDetection):
@@ -156,7 +144,7 @@ class VOCDataset(_FileDataset, VOCDetection):
     def _load_label(self, idx: int) -> np.ndarray:
         """Labels ``(M, 6)`` float32 of item ``idx``, sanitised (see the module docstring)."""
         path = self._anno_path.format(*self._items[idx])
-        root = _xml_root(path)
+        root = xml_root(path)
         width, height = self._image_size(idx, root, path)
         self._im_shapes[idx] = (width, height)
         rows = [self._object_row(obj, path) for obj in root.iter("object")]
@@ -164,23 +152,24 @@ class VOCDataset(_FileDataset, VOCDetection):
 
     def _object_row(self, obj: ET.Element, path: str) -> List[float]:
         """``[xmin, ymin, xmax, ymax, class_id, difficult]`` of one ``<object>``."""
-        name = _xml_text(obj, "name", path)
+        name = xml_text(obj, "name", path)
         if name not in self.index_map:
             raise ValueError(f"annotation {path}: class {name!r} is not in the class list "
                              f"{list(self.classes)}")
         difficult = obj.find("difficult")
-        flag = float(difficult.text) if difficult is not None and difficult.text else 0.0
+        given = difficult is not None and bool(difficult.text)
+        flag = xml_number(obj, "difficult", path) if given else 0.0
         box = obj.find("bndbox")
         if box is None:
             raise ValueError(f"annotation {path}: object {name!r} has no <bndbox>")
-        x1, y1, x2, y2 = (float(_xml_text(box, t, path)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        x1, y1, x2, y2 = (xml_number(box, t, path) for t in ("xmin", "ymin", "xmax", "ymax"))
         return [x1 - 1, y1 - 1, x2, y2, self.index_map[name], flag]
 
     def _image_size(self, idx: int, root: ET.Element, path: str) -> Tuple[float, float]:
         """``(width, height)`` from ``<size>``, or from the image header when absent or zero."""
         size = root.find("size")
         if size is not None:
-            width, height = (float(_xml_text(size, t, path)) for t in ("width", "height"))
+            width, height = (xml_number(size, t, path) for t in ("width", "height"))
             if width > 0 and height > 0:
                 return width, height
         try:
@@ -269,8 +258,8 @@ def _image_files(folder: str) -> Dict[str, str]:
 
 def _class_names(annotations: Sequence[str]) -> Tuple[str, ...]:
     """Sorted unique object names over the annotation files."""
-    names = {_xml_text(obj, "name", path) for path in annotations
-             for obj in _xml_root(path).iter("object")}
+    names = {xml_text(obj, "name", path) for path in annotations
+             for obj in xml_root(path).iter("object")}
     return tuple(sorted(names))
 
 
@@ -318,7 +307,9 @@ class COCODataset(_FileDataset, COCODetection):
         self._im_aspect_ratios = [self._im_aspect_ratios[i] for i in indices]
 
     def _parse_image_path(self, entry: dict) -> str:
-        return os.path.join(self._root, self._split_dir, entry["file_name"])
+        """The image's path; ``ValueError`` if its ``file_name`` leaves the dataset folder."""
+        return inside(self._root, self._split_dir, entry["file_name"],
+                      f"{self._json}: image {entry['id']}")
 
     def _load_jsons(self):
         """Image paths, labels ``(M, 6)`` and aspect ratios of every image, by image id."""
@@ -348,10 +339,14 @@ class COCODataset(_FileDataset, COCODetection):
 
 
 def _load_coco(path: str):
-    """A pycocotools ``COCO`` object for the json at ``path`` (its progress prints silenced)."""
+    """A pycocotools ``COCO`` object for the json at ``path``, checked first
+    (:func:`~gluon_ssd.data.annotations.read_coco`; pycocotools' progress prints silenced)."""
     from pycocotools.coco import COCO
+    api = COCO()
+    api.dataset = read_coco(path)
     with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(path)
+        api.createIndex()
+    return api
 
 
 def voc_splits(split: str) -> Tuple[Tuple[int, str], ...]:

@@ -221,9 +221,12 @@ def collect_truncated() -> Iterator[List[str]]:
 def list_images(inputs: Union[PathLike, Sequence[PathLike]]) -> Tuple[List[str], List[str]]:
     """Expand folders: ``(image paths, skipped entries)``.
 
-    A folder contributes its files with an image extension (:data:`IMAGE_EXTENSIONS`, any case),
-    sorted by name, not its subfolders; every other entry of it is skipped. Paths that are not
-    folders are kept as given (a missing or undecodable one fails when it is read, named).
+    A folder contributes its entries with an image extension (:data:`IMAGE_EXTENSIONS`, any
+    case), sorted by name, except subfolders; every other entry of it is skipped. An entry with
+    an image extension that cannot be opened (a symbolic link to nothing or to itself, a file
+    without read permission) is kept, so that reading it fails naming it, as for a file that is
+    not an image: it is an unreadable image, not a non-image entry. Paths that are not folders
+    are kept as given (a missing or undecodable one fails when it is read, named).
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -234,7 +237,7 @@ def list_images(inputs: Union[PathLike, Sequence[PathLike]]) -> Tuple[List[str],
             continue
         for name in sorted(os.listdir(item)):
             path = os.path.join(item, name)
-            if os.path.isfile(path) and name.lower().endswith(IMAGE_EXTENSIONS):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.isdir(path):
                 images.append(path)
             else:
                 skipped.append(path)

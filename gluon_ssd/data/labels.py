@@ -13,13 +13,16 @@ An item's label is a float32 numpy array ``(M, WIDTH)`` = ``(M, 6)``, one row pe
   evaluation counts neither as missed nor as false positives; 0 otherwise (always 0 for
   :class:`~gluon_ssd.data.synthetic.SyntheticShapes`).
 
+Class ids index a class list, so two class lists must agree name for name and in order
+(:func:`check_classes`: a model and a dataset, a training and a validation split).
+
 ``M`` may be 0 (shape ``(0, 6)``). Batches pad labels to ``(B, M, 6)``
 with rows of ``PAD`` (-1): a row is an object iff its class id is ``>= 0`` (:func:`is_object`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 
@@ -103,5 +106,17 @@ def sanitize_boxes(label: np.ndarray, width: float, height: float) -> Tuple[np.n
     return kept[valid], int(clipped.sum()), int((~valid).sum())
 
 
+def check_classes(expected: Sequence[str], expected_what: str, found: Sequence[str],
+                  found_what: str) -> None:
+    """``ValueError`` unless ``found`` is the class list ``expected`` (the same names in the
+    same order: class ids index them), naming both, e.g. ``"{expected_what} 2 classes ['cat',
+    'dog'], but {found_what} 2 classes ['dog', 'cat'] (the same names in another order)"``.
+    Training checks its validation split with it, ``evaluate`` a dataset against a model."""
+    if tuple(found) != tuple(expected):
+        order = " (the same names in another order)" if sorted(found) == sorted(expected) else ""
+        raise ValueError(f"{expected_what} {len(expected)} classes {list(expected)}, but "
+                         f"{found_what} {len(found)} classes {list(found)}{order}")
+
+
 __all__ = ["BOX", "CLASS", "IGNORE", "WIDTH", "COLUMNS", "PAD", "LoadStats", "make_label",
-           "is_object", "sanitize_boxes"]
+           "is_object", "sanitize_boxes", "check_classes"]

@@ -16,6 +16,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional
 
+from ..checkpoint import json_ready
 from ..visualize import plot_pr_curve, plot_pr_curves
 from .metrics import IOU_THRESHOLD, METRIC_NAMES, Evaluation, PRCurve
 from .run import ModelEvaluation
@@ -62,7 +63,9 @@ def format_report(result: ModelEvaluation) -> str:
     ``gluon-ssd evaluate``."""
     h, w = result.image_size
     parts = [f"{result.source} on {result.data} {result.split}: {result.num_images} images at "
-             f"{h}x{w}, boxes in {BOX_UNITS} pixels"]
+             f"{h}x{w}, boxes in {BOX_UNITS} pixels"
+             + (f"; {len(result.unreadable)} unreadable image(s) left out" if result.unreadable
+                else "")]
     for decoder, evaluation in result.evaluations.items():
         parts.append(f"\ndecoder {decoder}:\n{format_table(evaluation)}\n"
                      f"{format_summary(evaluation)}")
@@ -84,26 +87,15 @@ def evaluation_dict(evaluation: Evaluation) -> Dict[str, Any]:
            "num_detections": evaluation.num_detections,
            "voc": {k: dataclasses.asdict(r) for k, r in evaluation.voc.items()},
            "coco": None if evaluation.coco is None else dataclasses.asdict(evaluation.coco)}
-    return _json_safe(doc)
+    return json_ready(doc)
 
 
 def report_dict(result: ModelEvaluation) -> Dict[str, Any]:
     """JSON-able: the setting and, per decoder, :func:`evaluation_dict`."""
     return {"source": result.source, "data": result.data, "split": result.split,
             "num_images": result.num_images, "image_size": list(result.image_size),
-            "batch_size": result.batch_size,
+            "batch_size": result.batch_size, "unreadable": list(result.unreadable),
             "decoders": {d: evaluation_dict(e) for d, e in result.evaluations.items()}}
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with every float ``nan`` replaced by ``None`` (JSON has no NaN)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
 
 
 def _file_name(index: int, name: str) -> str:
@@ -120,7 +112,7 @@ def write_evaluation(result: ModelEvaluation, out: str) -> List[str]:
     os.makedirs(out, exist_ok=True)
     paths = [os.path.join(out, "metrics.json")]
     with open(paths[0], "w") as f:
-        json.dump(report_dict(result), f, indent=2)
+        json.dump(json_ready(report_dict(result)), f, indent=2, allow_nan=False)
     for decoder, evaluation in result.evaluations.items():
         folder = out if len(result.evaluations) == 1 else os.path.join(out, decoder)
         paths += write_pr_plots(evaluation, folder, title=f"{os.path.basename(result.source)}"

@@ -13,8 +13,8 @@ exported graph return), rows with id -1 empty.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import mxnet as mx
 import numpy as np
@@ -22,7 +22,7 @@ from mxnet import gluon
 from tqdm import tqdm
 
 from ..data.datasets import DataConfig, build_split
-from ..data.labels import BOX, CLASS, PAD
+from ..data.labels import BOX, CLASS, PAD, check_classes
 from ..data.transforms import Batch, DetectionLoader, EvalTransform
 from ..detect import LoadedModel, load_detector
 from ..model.head import DECODERS, DetectionHead, DetectionNet
@@ -153,6 +153,8 @@ class ModelEvaluation:
         batch_size: images per batch.
         evaluations: decoder name (``"multibox"``, ``"per_class"``; ``"model"`` for an export
             that does not record its decoder) -> :class:`~gluon_ssd.evaluation.metrics.Evaluation`.
+        unreadable: images of the split left out because they cannot be decoded or are
+            truncated (``skip_bad``; not counted in ``num_images``).
     """
 
     source: str
@@ -162,10 +164,12 @@ class ModelEvaluation:
     image_size: Tuple[int, int]
     batch_size: int
     evaluations: Dict[str, Evaluation]
+    unreadable: List[str] = field(default_factory=list)
 
 
 def _data_config(model: LoadedModel, data: Optional[str], data_root: Optional[str],
-                 val_size: Optional[int], seed: Optional[int]) -> DataConfig:
+                 val_size: Optional[int], seed: Optional[int],
+                 skip_bad: Optional[bool]) -> DataConfig:
     """The data a checkpoint was trained on (its recorded training config; the defaults for an
     export or a converted checkpoint), with the given settings replaced."""
     config = DataConfig.from_dict(model.training_config, model.source, ignore_unknown=True)
@@ -173,8 +177,8 @@ def _data_config(model: LoadedModel, data: Optional[str], data_root: Optional[st
         config = replace(config, data=data, data_root=data_root)
     elif data_root is not None:
         config = replace(config, data_root=data_root)
-    return replace(config, **{k: v for k, v in (("val_size", val_size), ("seed", seed))
-                              if v is not None})
+    given = (("val_size", val_size), ("seed", seed), ("skip_bad", skip_bad))
+    return replace(config, **{k: v for k, v in given if v is not None})
 
 
 def _batch_size(model: LoadedModel, batch_size: Optional[int]) -> int:
@@ -188,7 +192,8 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
                    split: str = "val", val_size: Optional[int] = None,
                    seed: Optional[int] = None, batch_size: Optional[int] = None,
                    metrics: Sequence[str] = METRICS, decoders: Optional[Sequence[str]] = None,
-                   num_workers: int = 0, progress: bool = True) -> ModelEvaluation:
+                   num_workers: int = 0, progress: bool = True,
+                   skip_bad: Optional[bool] = None) -> ModelEvaluation:
     """Evaluate a checkpoint or export on a dataset split (what ``gluon-ssd evaluate`` runs).
 
     Every setting left ``None`` takes the value the model was trained with (a checkpoint's
@@ -208,18 +213,20 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
             on the same SSD outputs; ``None``: the model's own decoding.
         num_workers: data loader processes.
         progress: show a tqdm bar.
+        skip_bad: leave out (and list in ``unreadable``) images that cannot be decoded or are
+            truncated, instead of stopping at the first; ``None``: as in training.
 
     Raises:
         ValueError: a missing or unreadable model or dataset, or a dataset whose classes are not
             the model's (both named).
+        BadImageError: an image that cannot be decoded or is truncated (named), unless
+            ``skip_bad``.
     """
     model = load_detector(path)
-    config = _data_config(model, data, data_root, val_size, seed)
+    config = _data_config(model, data, data_root, val_size, seed, skip_bad)
     dataset = build_split(config, split, model.image_size)
-    if tuple(dataset.classes) != model.classes:
-        raise ValueError(f"{model.source} detects {len(model.classes)} classes "
-                         f"{list(model.classes)}, but {config.data!r} ({split}) has "
-                         f"{len(dataset.classes)} classes {list(dataset.classes)}")
+    check_classes(model.classes, f"{model.source} detects", dataset.classes,
+                  f"{config.data!r} ({split}) has")
     batch_size = _batch_size(model, batch_size)
     loader = evaluation_loader(dataset, model.image_size, model.mean, model.std, batch_size,
                                num_workers)
@@ -231,7 +238,8 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
     evaluations = evaluate_many(predict, loader.epoch(0), model.classes, metrics=metrics,
                                 progress=progress, total=len(loader))
     return ModelEvaluation(model.source, config.data, split, len(dataset),
-                           tuple(model.image_size), batch_size, evaluations)
+                           tuple(model.image_size), batch_size, evaluations,
+                           list(dataset.stats.unreadable))
 
 
 __all__ = ["Detections", "Predictor", "DEFAULT_BATCH_SIZE", "evaluation_loader",

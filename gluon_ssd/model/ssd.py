@@ -1,7 +1,9 @@
 """The SSD network: features -> convolutional predictors -> raw outputs and anchors."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+import contextlib
+import io
+from typing import List, Optional, Sequence, Tuple
 
 import mxnet as mx
 from mxnet import gluon
@@ -118,6 +120,38 @@ def _copy_class_rows(old: nn.Conv2D, new: nn.Conv2D, rows: List[int], anchors: i
         out = dst.reshape((anchors, -1) + dst.shape[1:])
         out[:, keep] = src[:, [rows[c] for c in keep]]
         getattr(new, name).set_data(out.reshape(dst.shape))
+
+
+def min_input_side(spec: ModelSpec, largest: int = 4096) -> int:
+    """The smallest side in pixels of a square input the network of ``spec`` takes: below it a
+    feature map of the backbone would have no cell (SSD300's last 3x3 layers need 257). Found by
+    MXNet's shape inference on the symbolic network, nothing is allocated; ``largest`` if no
+    side up to it fits. The network treats height and width alike, so an ``(H, W)`` input fits
+    when ``min(H, W)`` does."""
+    outputs = mx.sym.Group(list(SSD(spec, ("object",))(mx.sym.var("data"))))
+
+    def fits(side: int) -> bool:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # MXNet prints failed inferences
+                outputs.infer_shape(data=(1, 3, side, side))
+            return True
+        except mx.base.MXNetError:
+            return False
+
+    low, high = 1, largest
+    while low < high:  # the sizes that fit are those from the smallest one up
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid + 1, high)
+    return low
+
+
+def check_input_size(spec: ModelSpec, image_size: Tuple[int, int], name: str = "image_size") -> None:
+    """``ValueError`` naming ``name`` if ``image_size`` ``(H, W)`` is under the smallest input
+    of the network of ``spec`` (:func:`min_input_side`)."""
+    side = min_input_side(spec)
+    if min(image_size) < side:
+        raise ValueError(f"{name} {image_size[0]}x{image_size[1]} is too small for this network: "
+                         f"its feature maps need at least {side}x{side} pixels")
 
 
 def get_model(name: str, classes: Sequence[str], pretrained_base: Optional[str] = None,

@@ -7,6 +7,7 @@ parameter and both shapes.
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, Mapping
 
 import mxnet as mx
@@ -19,12 +20,26 @@ from mxnet import gluon
 CAFFE_INPUT_SCALE = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(1, 3, 1, 1) * 255
 
 
+# Lines of an MXNet error message that locate it in MXNet's C++ sources, not say what is wrong.
+_MXNET_LOCATION = ("Traceback (most recent call last)", 'File "', "[bt]", "Stack trace")
+
+
+def mxnet_reason(err: BaseException) -> str:
+    """What an MXNet error says is wrong, on one line: its message without the lines locating
+    it in MXNet's sources (``Traceback (most recent call last):``, ``File "...", line N``, stack
+    frames) and without the ``MXNetError:`` prefix; the error's type if nothing is left."""
+    lines = (line.strip() for line in str(err).splitlines())
+    reason = " ".join(line for line in lines if line and not line.startswith(_MXNET_LOCATION))
+    reason = re.sub(r"^MXNetError: ", "", reason) or type(err).__name__
+    return reason if len(reason) <= 300 else reason[:297] + "..."
+
+
 def load_arrays(path: str) -> Dict[str, mx.nd.NDArray]:
     """The named arrays of an MXNet parameter file (``nd.save`` format), with a clear error."""
     try:
         arrays = mx.nd.load(path)
     except Exception as err:  # MXNetError for a corrupt or foreign file
-        raise ValueError(f"{path}: not an MXNet parameter file ({err.__class__.__name__})") from None
+        raise ValueError(f"{path}: not an MXNet parameter file ({mxnet_reason(err)})") from None
     if not isinstance(arrays, dict):
         raise ValueError(f"{path}: holds unnamed arrays, not a parameter file")
     # Files from Block.save_parameters may prefix names with "arg:"/"aux:" (symbol export).
