@@ -252,13 +252,9 @@ SSD512_ANCHORS = AnchorSpec(
 # SyntheticShapes has none under 0.22 of the side, and with the paper's scales every object
 # matches several times more anchors at IoU > 0.5, which trains faster (benchmarks/README.md
 # has the measurement).
-DEMO_ANCHORS = AnchorSpec(
-    image_size=192,
-    feature_maps=(24, 12, 6, 3, 2, 1),
-    sizes=(38.4, 65.28, 92.16, 119.04, 145.92, 172.8, 199.68),
-    ratios=(RATIOS_3, RATIOS_5, RATIOS_5, RATIOS_5, RATIOS_3, RATIOS_3),
-    steps=(8, 16, 32, 64, 96, 192),
-)
+DEMO_ANCHORS = replace(SSD300_ANCHORS, image_size=192, feature_maps=(24, 12, 6, 3, 2, 1),
+                       sizes=(38.4, 65.28, 92.16, 119.04, 145.92, 172.8, 199.68),
+                       steps=(8, 16, 32, 64, 96, 192))  # SSD300's ratios
 
 PRESETS: Dict[str, Preset] = {
     "ssd300_vgg16": Preset(
