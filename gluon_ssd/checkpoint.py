@@ -6,7 +6,7 @@ A checkpoint is an MXNet ``nd.save`` file holding
 * ``optimizer:<index>:<j>``: the optimizer's state arrays (e.g. Adam's mean and variance),
 * ``meta``: a JSON document stored as a uint8 array: preset name, model spec, class names,
   epoch, iteration, the optimizer's update counts, the training history and anything else the
-  trainer records (standard JSON: a NaN is stored as ``null``, :func:`json_ready`).
+  trainer records (standard JSON: a NaN is stored as ``null``, :func:`~gluon_ssd.jsonfile.json_ready`).
 
 It is written to a temporary file (``.tmp-*.params``) in the same folder and renamed over the
 target, so a run killed while saving leaves the previous checkpoint intact; the next save in that
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
-import math
 import os
 import tempfile
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -27,6 +26,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .jsonfile import json_ready
 from .model.ssd import SSD
 from .model.weights import assign, load_arrays
 from .presets import ModelSpec
@@ -97,21 +97,6 @@ def save_checkpoint(path: str, net: SSD, meta: Dict[str, Any],
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` (nested dicts, lists, tuples) with every NaN or infinite number replaced by
-    ``None`` and numpy scalars by Python numbers, so that the JSON written of it is standard
-    (``json.dumps`` would write ``NaN``, which strict parsers refuse)."""
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def remove_leftovers(folder: str) -> None:

@@ -28,7 +28,8 @@ import mxnet as mx
 from mxnet import gluon
 
 from .boxes import DEFAULT_VARIANCES, BoxCoder
-from .checkpoint import check_meta, json_ready
+from .checkpoint import check_meta
+from .jsonfile import write_json
 from .model.head import DetectionNet
 from .model.weights import mxnet_reason
 from .presets import DetectSpec
@@ -75,8 +76,7 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
         **(extra_meta or {}),
     }
     paths = export_paths(prefix)
-    with open(paths["meta"], "w") as f:
-        json.dump(json_ready(meta), f, indent=2, allow_nan=False)
+    write_json(paths["meta"], meta)
     return paths
 
 

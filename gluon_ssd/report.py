@@ -22,6 +22,7 @@ from .data.datasets import DataConfig, build_split
 from .data.io import BadImageError, collect_truncated
 from .detect import Detections, LoadedModel, coco_document, iter_detections, load_detector
 from .evaluation.run import evaluation_loader
+from .jsonfile import write_json
 from .run_folder import LAST, LOG
 from .visualize import plot_boxes, plot_detection_grid, plot_training_curves
 
@@ -167,8 +168,7 @@ def write_detections(detector: LoadedModel, paths: Sequence[str],
                threshold=threshold,
                failed=[{"file_name": err.path, "error": str(err)} for err in failed],
                truncated=truncated, **(document or {}))
-    with open(outputs[-1], "x") as f:
-        json.dump(doc, f, indent=1)
+    write_json(outputs[-1], doc, indent=1, mode="x")
     return DetectionRun(results, failed, truncated, pngs, outputs[-1])
 
 

@@ -13,7 +13,7 @@ files safe.
   one line (a JSON object: the epoch it starts at and its configuration) to ``resumes.jsonl``.
 
 Every JSON document written holds only standard JSON: a NaN or infinite number is written as
-``null`` (:func:`~gluon_ssd.checkpoint.json_ready`).
+``null`` (:func:`~gluon_ssd.jsonfile.json_ready`).
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import mxnet as mx
 
-from .checkpoint import json_ready, read_checkpoint
+from .checkpoint import read_checkpoint
 from .data.datasets import DEFAULT_COCO_ROOT, DEFAULT_VOC_ROOT
 from .data.synthetic import DEFAULT_LENGTH
+from .jsonfile import json_ready, write_json
 from .presets import Preset, get_preset
 
 LAST, BEST = "checkpoint-last.params", "checkpoint-best.params"
@@ -98,12 +99,6 @@ def write_log(out: str, rows: Sequence[Mapping[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     write_json(os.path.join(out, LOG), rows)
-
-
-def write_json(path: str, value: Any) -> None:
-    """``value`` as an indented JSON document, non-finite numbers as ``null``."""
-    with open(path, "w") as f:
-        json.dump(json_ready(value), f, indent=2, allow_nan=False)
 
 
 def _folder(path: Optional[str]) -> Optional[str]:

@@ -3,10 +3,8 @@ preset)."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from typing import Any, Optional
 
+from ..jsonfile import write_json
 from . import options
 
 # The arguments that describe one feature map's anchors (a preset fixes them all).
@@ -58,15 +56,6 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     return _map_anchors(args)
 
 
-def _write_json(path: str, document: Any, indent: Optional[int] = None) -> None:
-    """Write ``document`` as JSON to ``path``, creating its folder."""
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(document, f, indent=indent)
-
-
 def _map_anchors(args: argparse.Namespace) -> int:
     from ..anchors import (anchor_document, check_prior_args, feature_map_anchors,
                            format_anchor_table, layer_meta, num_anchors, shapes_on_image)
@@ -94,7 +83,7 @@ def _map_anchors(args: argparse.Namespace) -> int:
     if args.json:
         anchors = feature_map_anchors(feature_map, sizes, ratios, steps, offsets)
         layer = layer_meta(feature_map, sizes, ratios, steps, offsets)
-        _write_json(args.json, anchor_document(anchors, image.shape[:2], [layer]))
+        write_json(args.json, anchor_document(anchors, image.shape[:2], [layer]), indent=None)
         print(f"wrote {len(anchors)} anchors to {args.json}")
     return 0
 
@@ -115,6 +104,6 @@ def _preset_anchors(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     if args.json:
         document = preset_document(spec, preset.name)
-        _write_json(args.json, document)
+        write_json(args.json, document, indent=None)
         print(f"wrote {document['num_anchors']} anchors to {args.json}")
     return 0

@@ -10,13 +10,12 @@ ModelEvaluation`). Files: :func:`write_evaluation` writes ``metrics.json``
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
 from typing import Any, Dict, List, Optional
 
-from ..checkpoint import json_ready
+from ..jsonfile import json_ready, write_json
 from ..visualize import plot_pr_curve, plot_pr_curves
 from .metrics import IOU_THRESHOLD, METRIC_NAMES, Evaluation, PRCurve
 from .run import ModelEvaluation
@@ -111,8 +110,7 @@ def write_evaluation(result: ModelEvaluation, out: str) -> List[str]:
     """
     os.makedirs(out, exist_ok=True)
     paths = [os.path.join(out, "metrics.json")]
-    with open(paths[0], "w") as f:
-        json.dump(json_ready(report_dict(result)), f, indent=2, allow_nan=False)
+    write_json(paths[0], report_dict(result))
     for decoder, evaluation in result.evaluations.items():
         folder = out if len(result.evaluations) == 1 else os.path.join(out, decoder)
         paths += write_pr_plots(evaluation, folder, title=f"{os.path.basename(result.source)}"
