@@ -357,9 +357,9 @@ class _CocoRecords:
         """COCOeval on the collected records (built in memory; its prints silenced)."""
         categories = [{"id": k + 1, "name": c} for k, c in enumerate(self.classes)]
         sets = []
-        for annotations in (self.ground_truth, self.detections):
+        for records in (self.ground_truth, self.detections):
             coco = COCO()
-            coco.dataset = {"images": self.images, "annotations": annotations,
+            coco.dataset = {"images": self.images, "annotations": records,
                             "categories": categories}
             with contextlib.redirect_stdout(io.StringIO()):
                 coco.createIndex()
