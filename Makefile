@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/demo
 
-.PHONY: demo test venv clean
+.PHONY: demo test notebooks venv clean
 
 venv: $(VENV)/.installed
 
@@ -18,6 +18,9 @@ demo: venv
 
 test: venv
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+
+notebooks: venv  # execute the tutorials and commit them with their outputs
+	$(BIN)/python tools/notebooks.py
 
 clean:
 	rm -rf $(VENV) runs

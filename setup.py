@@ -39,7 +39,7 @@ setup(
         "scipy", "pandas", "pycocotools", "tqdm",
     ),
     extras_require={
-        "dev": pinned("pytest", "nbclient", "nbformat", "ipykernel", "nbmake"),
+        "dev": pinned("pytest", "nbclient", "nbformat", "ipykernel", "ipywidgets", "nbmake"),
     },
     entry_points={"console_scripts": ["gluon-ssd=gluon_ssd.cli:main"]},
 )

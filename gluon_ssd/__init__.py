@@ -77,7 +77,8 @@ def _import_gluoncv() -> None:
 
 _import_gluoncv()
 
-from .model import SSD, DetectionNet, DetectionHead, get_model  # noqa: E402
+from .model import SSD, DetectionNet, DetectionHead  # noqa: E402
+from .model_zoo import get_model  # noqa: E402
 from .presets import get_preset, list_presets  # noqa: E402
 
 __version__ = "0.1.0"

@@ -10,6 +10,8 @@ product of an x grid and a y grid. So the best IoU of every box with every candi
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import replace
 from typing import Dict, List, Tuple
@@ -18,7 +20,7 @@ import numpy as np
 
 from .anchors import paper_scales, preset_layer_of_anchor, spec_priors
 from .boxes import centre_to_corner, corner_to_centre
-from .coverage import MATCH_THRESHOLD, CoverageReport, box_shapes, check_boxes
+from .coverage import MATCH_THRESHOLD, CoverageReport, box_shapes, check_boxes, preset_coverage
 from .presets import AnchorSpec
 
 
@@ -229,3 +231,78 @@ def describe_fit(spec: AnchorSpec, fitted: AnchorSpec, before: CoverageReport,
         lines.append(f"  layer {k}: ratios {', '.join(f'{r:.3g}' for r in prior.ratios)}{more} "
                      f"({prior.num_anchors} anchors per cell)")
     return "\n".join(lines)
+
+
+# Anchors covering fewer of a run's training boxes (best IoU >= 0.5) get a warning at its start.
+COVERAGE_WARNING = 0.9
+
+
+def coverage_note(boxes, anchors: AnchorSpec, base: AnchorSpec, base_name: str, how: str,
+                  data: str) -> str:
+    """The training log's lines on a run's ``anchors`` (``how`` they were chosen): how many,
+    the share of the training ``boxes (M, 4)`` they cover (and the ``base_name`` preset's
+    ``base`` anchors', when they differ), and under :data:`COVERAGE_WARNING` a warning with the
+    fix (for dataset ``data``)."""
+    report = preset_coverage(boxes, anchors)
+    versus = ("" if anchors == base else
+              f"; {base_name}'s: {preset_coverage(boxes, base).coverage:.1%}")
+    lines = [f"anchors ({how}, {len(preset_layer_of_anchor(anchors))} at {anchors.image_size} "
+             f"px): cover {report.coverage:.1%} of {report.num_boxes} training boxes at IoU >= "
+             f"{report.threshold:g} (mean best IoU {report.mean_iou:.3f}{versus})"]
+    if report.coverage < COVERAGE_WARNING:
+        lines.append(f"warning: under {COVERAGE_WARNING:.0%} of the training boxes have an "
+                     f"anchor at IoU >= {report.threshold:g}; fit the anchors to this data with "
+                     f"`--anchors fit` (report: `gluon-ssd anchors --data {data} --fit`)")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Anchor files: what `gluon-ssd anchors --data ... --json` writes and `train --anchors` reads.
+
+ANCHOR_FILE_KIND = "gluon-ssd anchors"
+# The fields of an anchor file a network's layout fixes: a file may change the others only.
+_LAYOUT_FIELDS = ("image_size", "feature_maps", "steps")
+
+
+def anchor_file_document(spec: AnchorSpec, preset: str, **about) -> dict:
+    """The JSON of an anchor file: ``spec`` (:class:`AnchorSpec` fields, sizes in pixels at
+    ``spec.image_size``) for ``preset``'s network, and ``about`` (e.g. the data it was fitted
+    on and the coverage before/after), for the reader."""
+    return {"kind": ANCHOR_FILE_KIND, "preset": preset, "anchors": dataclasses.asdict(spec),
+            **about}
+
+
+def read_anchor_file(path: str, base: AnchorSpec) -> AnchorSpec:
+    """The anchors of an anchor file (:func:`anchor_file_document`) for a network laid out as
+    ``base``: ``ValueError`` naming ``path`` if it is not one, has another number of layers, a
+    non-positive size or ratio, or another image size, feature maps or steps than ``base``."""
+    try:
+        with open(path) as f:
+            document = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"anchor file {path} is not JSON ({err})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("anchors"), dict):
+        raise ValueError(f"anchor file {path} has no 'anchors' object (write one with "
+                         "`gluon-ssd anchors --data PATH --fit --json FILE`)")
+    fields = document["anchors"]
+    layers = fields.get("feature_maps")
+    if isinstance(layers, list) and len(layers) != len(base.feature_maps):
+        raise ValueError(f"anchor file {path} has {len(layers)} layers; the network has "
+                         f"{len(base.feature_maps)} feature maps {list(base.feature_maps)}")
+    spec = AnchorSpec.from_dict(fields, f"anchor file {path}")
+    for name in _LAYOUT_FIELDS:
+        if getattr(spec, name) != getattr(base, name):
+            raise ValueError(f"anchor file {path} has {name} {getattr(spec, name)}; the network "
+                             f"has {getattr(base, name)}")
+    return spec
+
+
+def choose_anchors(choice: str, base: AnchorSpec, boxes) -> AnchorSpec:
+    """The anchors a run trains with: ``"preset"`` (``base``), ``"fit"`` (fitted to ``boxes
+    (M, 4)``, normalised corners; :func:`fit_anchors`) or an anchor file's
+    (:func:`read_anchor_file`)."""
+    if choice == "preset":
+        return base
+    if choice == "fit":
+        return fit_anchors(boxes, base)
+    return read_anchor_file(choice, base)

@@ -29,7 +29,7 @@ from mxnet import gluon
 from .jsonfile import json_ready
 from .model.ssd import SSD
 from .model.weights import assign, load_arrays
-from .presets import ModelSpec
+from .presets import AnchorSpec, ModelSpec
 
 META_KEY = "meta"
 TEMPORARY = (".tmp-", ".params")  # prefix and suffix of a checkpoint being written
@@ -173,3 +173,32 @@ def load_checkpoint(path: str, preset: Optional[str] = None,
     """Build the SSD a checkpoint file describes and load its weights: ``(net, meta)``."""
     arrays, meta = read_checkpoint(path)
     return model_from_checkpoint(arrays, meta, path, preset, classes, ctx), meta
+
+
+def fine_tune_start(path: str, classes: Sequence[str], preset: Optional[str] = None,
+                    anchors: Optional[AnchorSpec] = None,
+                    ctx: mx.Context = mx.cpu()) -> Tuple[SSD, int, int]:
+    """An SSD for ``classes`` starting from a trained checkpoint (fine-tuning): its backbone and
+    box predictors, and the class predictors' rows of the background and of every class in
+    both lists (:meth:`~gluon_ssd.model.ssd.SSD.reset_classes`); other classes start fresh.
+
+    ``anchors``, when given, replace the checkpoint's: the box predictors of layers whose anchor
+    count changes start fresh too. Returns ``(net, arrays kept, arrays)``, both counted without
+    the class predictors.
+    ``ValueError`` naming ``path`` if the checkpoint is of another preset than ``preset``.
+    """
+    arrays, meta = read_checkpoint(path)
+    check_identity(path, meta.get("preset"), meta["classes"], preset)
+    spec = ModelSpec.from_dict(meta["model_spec"], path)
+    if anchors is not None:
+        spec = dataclasses.replace(spec, anchors=anchors)
+    net = SSD(spec, meta["classes"])
+    net.initialize(ctx=ctx)
+    params = net._collect_params_with_prefix()
+    stored = {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")}
+    fits = {k: v for k, v in stored.items()
+            if k in params and tuple(v.shape) == tuple(params[k].shape)}
+    assign(net, fits, path, allow_missing=True)
+    net.reset_classes(classes)
+    others = [k for k in params if not k.startswith("class_predictors.")]
+    return net, sum(k in fits for k in others), len(others)

@@ -21,6 +21,21 @@ from .visualize import plot_anchors_at, plot_coverage, plot_preset_anchors, samp
 DEMO_PICTURES = ("anchors_per_layer.png", "anchors_at_pixel.png", "coverage.png")
 
 
+def demo_config(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] = None,
+                train_size: Optional[int] = None, val_size: Optional[int] = None,
+                image_size: Optional[int] = None, batch_size: Optional[int] = None,
+                progress: bool = True, overwrite: bool = False) -> TrainConfig:
+    """The demo's training run (the ``make demo`` recipe; the shipped ``demo`` weights are its
+    best checkpoint with the defaults): the ``demo`` preset on SyntheticShapes, seed 0."""
+    # No loader process: on a machine with few cores a loader process takes CPU from oneDNN's
+    # threads and slows the steps down by far more than loading in the training process costs
+    # (benchmarks/README.md, "Speed").
+    return TrainConfig(preset="demo", data="synthetic", out=str(out), epochs=epochs,
+                       train_size=train_size, val_size=val_size, image_size=image_size,
+                       batch_size=batch_size, num_workers=0, progress=progress,
+                       overwrite=overwrite)
+
+
 def run_demo(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] = None,
              train_size: Optional[int] = None, val_size: Optional[int] = None,
              image_size: Optional[int] = None, batch_size: Optional[int] = None,
@@ -31,14 +46,9 @@ def run_demo(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] = N
     training result. A folder that holds a run already is refused unless ``overwrite``
     (see :class:`~gluon_ssd.train.TrainConfig`)."""
     out = Path(out)
-    # No loader process: on a machine with few cores a loader process takes CPU from oneDNN's
-    # threads and slows the steps down by far more than loading in the training process costs
-    # (benchmarks/README.md, "Speed").
-    cfg = TrainConfig(preset="demo", data="synthetic", out=str(out), epochs=epochs,
-                      train_size=train_size, val_size=val_size, image_size=image_size,
-                      batch_size=batch_size, num_workers=0, progress=progress,
-                      overwrite=overwrite)
-    result = train(cfg)
+    result = train(demo_config(out, epochs=epochs, train_size=train_size, val_size=val_size,
+                               image_size=image_size, batch_size=batch_size, progress=progress,
+                               overwrite=overwrite))
     write_run_pictures(result.out)
     preset = get_preset("ssd300")
     spec = preset.model.anchors

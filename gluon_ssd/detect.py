@@ -39,6 +39,7 @@ from .data.transforms import EvalTransform
 from .export import export_paths, export_prefix, exported_spec, import_model, read_export_meta
 from .model.head import DetectionNet
 from .presets import DetectSpec, get_preset
+from .model_zoo import pretrained_names, resolve_model
 
 HW = Tuple[int, int]
 ImageInput = Union[str, "os.PathLike[str]", np.ndarray, mx.nd.NDArray, Image.Image]
@@ -142,7 +143,8 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
 
     Args:
         path: a checkpoint file, or an export prefix ``PREFIX`` (with ``PREFIX-symbol.json``,
-            ``PREFIX-0000.params``, ``PREFIX-meta.json``; naming one of these files works too).
+            ``PREFIX-0000.params``, ``PREFIX-meta.json``; naming one of these files works too),
+            or the name of a shipped model (``"demo"``, see :mod:`gluon_ssd.model_zoo`).
         spec: decoding settings: a :class:`DetectSpec` replaces the model's, a mapping such as
             ``{"nms_threshold": 0.3}`` overrides only the fields it names. Default: the preset's
             settings (checkpoint) or the exported ones (export).
@@ -159,9 +161,11 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
     prefix = export_prefix(path)
     if prefix is not None:
         return _load_export(prefix, spec, preset, classes, ctx)
+    path = resolve_model(path)
     if not os.path.exists(path):
-        raise ValueError(f"{path}: no such checkpoint file or export prefix "
-                         f"(no {export_paths(path)['symbol']} either)")
+        raise ValueError(f"{path}: no such checkpoint file, export prefix (no "
+                         f"{export_paths(path)['symbol']} either) or shipped model "
+                         f"{list(pretrained_names())}")
     ssd, meta = load_checkpoint(path, preset, classes, ctx)
     detect_spec = _resolve_spec(preset_spec(meta.get("preset")), spec, path)
     net = DetectionNet(ssd, detect_spec)

@@ -10,9 +10,11 @@ image of side ``image_size``. Dividing by ``image_size`` gives MultiBoxPrior's n
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import typing
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Mapping, Tuple, Type, TypeVar
+from typing import Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from .boxes import DEFAULT_VARIANCES, BoxCoder
 
@@ -23,6 +25,14 @@ S = TypeVar("S", bound="Spec")
 def _tuples(value: Any) -> Any:
     """JSON lists (nested too) -> tuples, as the frozen specs hold them."""
     return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _spec_type(hint: Any) -> Optional[type]:
+    """The :class:`Spec` subclass a field's type hint names (``X`` or ``Optional[X]``), if any."""
+    for kind in typing.get_args(hint) or (hint,):
+        if isinstance(kind, type) and issubclass(kind, Spec):
+            return kind
+    return None
 
 
 class Spec:
@@ -59,8 +69,8 @@ class Spec:
         hints = typing.get_type_hints(cls)
         values = {}
         for name, value in d.items():
-            kind = hints.get(name)
-            nested = isinstance(kind, type) and issubclass(kind, Spec)
+            kind = _spec_type(hints.get(name))
+            nested = kind is not None and isinstance(value, Mapping)
             values[name] = kind.from_dict(value, source) if nested else _tuples(value)
         try:
             return cls(**values)
@@ -109,6 +119,15 @@ class AnchorSpec(Spec):
             if found != wanted:
                 raise ValueError(f"AnchorSpec.{name} needs {wanted} entries for {m} feature "
                                  f"maps, got {found}")
+        values = {"sizes": [self.sizes], "steps": [self.steps], "ratios": self.ratios,
+                  "extra_sizes": self.extra_sizes}
+        for name, groups in values.items():
+            for k, group in enumerate(groups):
+                bad = [v for v in group if not (isinstance(v, numbers.Real) and 0 < v < math.inf)]
+                if bad or (name == "ratios" and not group):
+                    where = f"[{k}]" if name in ("ratios", "extra_sizes") else ""
+                    raise ValueError(f"AnchorSpec.{name}{where} must be positive numbers, got "
+                                     f"{list(group)}")
 
 
 @dataclass(frozen=True)
@@ -185,7 +204,8 @@ class TrainSpec(Spec):
     """Optimiser, schedule and recipe of a preset (used by ``train.py``).
 
     ``mining``: hard negative mining (3 negatives per positive) in the loss, else every
-    background anchor counts; ``augment``: the paper's augmentation, else resize only.
+    background anchor counts; ``augment``: the paper's augmentation, else resize only;
+    ``zoom_out``: the augmentation's largest zoom-out factor per side (the paper's 4; 1: none).
     """
 
     optimizer: str = "sgd"
@@ -201,16 +221,49 @@ class TrainSpec(Spec):
     eval_every: int = 10
     mining: bool = True
     augment: bool = True
+    zoom_out: float = 4.0
+
+
+SYNTHETIC_DATA = "synthetic"  # the one dataset without an end: every other is finite
+ANCHOR_CHOICES = ("preset", "fit")  # TrainConfig.anchors, besides an anchor file
+
+
+@dataclass(frozen=True)
+class FiniteDataSpec(Spec):
+    """How a preset whose :class:`TrainSpec` is tuned for endless synthetic data trains on a
+    finite dataset (a folder of a user's images, VOC, COCO) where the config leaves it open.
+
+    Attributes:
+        images_seen: the schedule by images seen: ``epochs = ceil(images_seen / training
+            images)``, so that a 600-image set is seen often enough and a large one not for days.
+        augment: the paper's augmentation (photometric, zoom-out, min-IoU crop, flip): a finite
+            set repeats, and without it a small network learns the training images by heart.
+        zoom_out: its largest zoom-out factor (``None``: the :class:`TrainSpec`'s).
+        anchors: ``"preset"``, or ``"fit"``: anchors fitted to the training split's boxes at the
+            start (:func:`gluon_ssd.anchor_fit.fit_anchors`).
+    """
+
+    images_seen: int
+    augment: bool = True
+    zoom_out: Optional[float] = None
+    anchors: str = "preset"
 
 
 @dataclass(frozen=True)
 class Preset(Spec):
-    """A named configuration: network, decoding and training."""
+    """A named configuration: network, decoding and training (``finite``: the training recipe on
+    finite datasets, when ``train`` is for synthetic data; ``None``: ``train`` for every dataset).
+    """
 
     name: str
     model: ModelSpec
     detect: DetectSpec = field(default_factory=DetectSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
+    finite: Optional[FiniteDataSpec] = None
+
+    def finite_recipe(self, data: str) -> Optional[FiniteDataSpec]:
+        """The recipe for a finite dataset if ``data`` is one and this preset has one."""
+        return None if data.lower() == SYNTHETIC_DATA else self.finite
 
 
 SSD300_EXTRAS: Tuple[Tuple[Conv, Conv], ...] = (
@@ -284,6 +337,11 @@ PRESETS: Dict[str, Preset] = {
             # budget (benchmarks/bench_demo_accuracy.py measures both).
             mining=True, augment=False,
         ),
+        # A dataset of a few hundred images: a schedule by images seen and the paper's
+        # augmentation. Its anchors stay the preset's: fitted anchors raise the coverage but not
+        # the mAP in this budget (benchmarks/bench_own_data.py measures each choice on data
+        # unlike SyntheticShapes).
+        finite=FiniteDataSpec(images_seen=12_000, augment=True, anchors="preset"),
     ),
 }
 ALIASES = {"ssd300": "ssd300_vgg16", "ssd512": "ssd512_vgg16"}

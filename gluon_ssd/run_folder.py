@@ -28,7 +28,8 @@ from .checkpoint import read_checkpoint
 from .data.datasets import DEFAULT_COCO_ROOT, DEFAULT_VOC_ROOT
 from .data.synthetic import DEFAULT_LENGTH
 from .jsonfile import json_ready, write_json
-from .presets import Preset, get_preset
+from .presets import ANCHOR_CHOICES, Preset, get_preset
+from .recipe import choose_recipe
 
 LAST, BEST = "checkpoint-last.params", "checkpoint-best.params"
 LOG, LOG_CSV = "log.json", "log.csv"
@@ -111,9 +112,9 @@ def fixed_settings(config: Mapping[str, Any], preset: Preset,
     """What a resumed run must keep, from a training config (``dataclasses.asdict`` of a
     ``TrainConfig``, or the one a checkpoint records), ``None`` values resolved as training
     resolves them: the model (preset, input size), the data (dataset, root, sizes, skipped
-    images), its order and augmentation (seed, batch size, augment, number of workers) and the
-    loss (mining). ``workers=None``: not known (not compared)."""
-    spec = preset.train
+    images), its order and augmentation (seed, batch size, augment, number of workers), the
+    loss (mining), the anchors' choice and the initial model. ``workers=None``: not known (not compared)."""
+    recipe = choose_recipe(config, preset)
     data = str(config.get("data") or "synthetic")
     name = data.lower() if data.lower() in ("synthetic", "voc", "coco") else None
     roots = {"voc": DEFAULT_VOC_ROOT, "coco": DEFAULT_COCO_ROOT}  # only these read data_root
@@ -127,9 +128,12 @@ def fixed_settings(config: Mapping[str, Any], preset: Preset,
         **sizes,
         "skip_bad": bool(config.get("skip_bad", False)),
         "seed": config.get("seed", 0),
-        "batch_size": config.get("batch_size") or spec.batch_size,
-        "augment": spec.augment if config.get("augment") is None else config["augment"],
-        "mining": spec.mining if config.get("mining") is None else config["mining"],
+        "batch_size": recipe.batch_size,
+        "augment": recipe.augment,
+        "zoom_out": recipe.zoom_out if recipe.augment else None,
+        "mining": recipe.mining,
+        "anchors": recipe.anchors if recipe.anchors in ANCHOR_CHOICES else _folder(recipe.anchors),
+        "init": _folder(config.get("init")),
         "workers": workers,
     }
 

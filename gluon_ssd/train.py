@@ -12,7 +12,6 @@ never clobbers an earlier one, and a resumed run keeps the settings it was train
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,9 +22,11 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from .checkpoint import model_from_checkpoint, restore_optimizer, save_checkpoint
+from .anchor_fit import choose_anchors, coverage_note
+from .checkpoint import (fine_tune_start, model_from_checkpoint, restore_optimizer,
+                         save_checkpoint)
 from .data.datasets import DataConfig, build_split
-from .data.labels import check_classes
+from .data.labels import check_classes, dataset_boxes
 from .data.transforms import Batch, DetectionLoader, TrainTransform
 from .distributed.cluster import Cluster, WorkerRecord, connect
 from .evaluation.run import evaluate, evaluation_loader
@@ -34,73 +35,21 @@ from .model.head import DetectionNet
 from .model.ssd import SSD
 from .model.weights import load_base
 from .precision import set_training_dtype
-from .presets import Preset, Spec, TrainSpec, get_preset
+from .model_zoo import resolve_model
+from .presets import SYNTHETIC_DATA, Preset, TrainSpec, get_preset
+from .recipe import TrainConfig, choose_epochs, choose_recipe
+from .schedule import learning_rate, server_lr_scheduler
 from .run_folder import (BEST, LAST, fixed_settings, open_run_folder, start_run_folder,
                          write_log)
 from .targets import multibox_targets
 
 VALIDATION_METRIC = "voc07"  # what EpochRecord.val_map and the best checkpoint go by
 LOGGED_LOSSES = ("loss", "confidence", "localization")  # EpochRecord's names, see logged_losses
+COVERAGE_IMAGES = 1000  # synthetic images whose boxes estimate the coverage (rendering costs)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainConfig(Spec):
-    """What ``gluon-ssd train`` runs. ``None`` fields take the preset's value.
-
-    Attributes:
-        preset: preset name (``demo``, ``ssd300_vgg16``, ...).
-        data: ``synthetic``, ``voc``, ``coco`` or a dataset folder.
-        out: run folder (checkpoints, logs, pictures).
-        data_root: root folder for ``voc``/``coco``.
-        image_size: network input side in pixels (default: the preset's).
-        train_size, val_size: number of synthetic images per split.
-        cache_mb: memory per split for synthetic images once rendered, so that later epochs
-            skip rendering (:class:`~gluon_ssd.data.synthetic.SyntheticShapes`); per loader
-            process with ``num_workers`` > 0. 0 renders every time.
-        mining, augment: hard negative mining / the paper's augmentation on or off (default:
-            the preset's).
-        resume: continue from ``out/checkpoint-last.params`` (which must exist), with the
-            settings the run was trained with (:mod:`gluon_ssd.run_folder`); ``epochs`` may grow.
-        overwrite: replace a run already in ``out`` (without it, and without ``resume``, a
-            folder holding a run is refused).
-        pretrained_base: ImageNet VGG16 parameter file for the base network.
-        dtype: ``float32``, or ``bf16`` for bfloat16 mixed precision (``mxnet.contrib.amp`` on
-            oneDNN; switches the whole process, see :mod:`gluon_ssd.precision`).
-        kvstore: ``local``, ``device``, ``dist_sync``, ``dist_async`` or ``horovod`` (see
-            :mod:`gluon_ssd.distributed.cluster`); ``batch_size`` is per worker, rank 0 logs,
-            evaluates and writes the checkpoints and logs (and its caller the pictures).
-        record_workers: every worker writes ``worker-<rank>.jsonl`` / ``.params`` (see
-            :class:`~gluon_ssd.distributed.cluster.WorkerRecord`), to check a distributed run.
-    """
-
-    preset: str = "demo"
-    data: str = "synthetic"
-    out: str = "runs/train"
-    data_root: Optional[str] = None
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    learning_rate: Optional[float] = None
-    eval_every: Optional[int] = None
-    image_size: Optional[int] = None
-    train_size: Optional[int] = None
-    val_size: Optional[int] = None
-    cache_mb: float = 1024.0
-    seed: int = 0
-    num_workers: int = 0
-    mining: Optional[bool] = None
-    augment: Optional[bool] = None
-    skip_bad: bool = False
-    resume: bool = False
-    overwrite: bool = False
-    pretrained_base: Optional[str] = None
-    dtype: str = "float32"
-    progress: bool = True
-    kvstore: str = "local"
-    record_workers: bool = False
 
 
 @dataclass
@@ -133,38 +82,6 @@ class TrainResult:
     def last_map(self) -> Optional[float]:
         maps = [r.val_map for r in self.history if r.val_map is not None]
         return maps[-1] if maps else None
-
-
-def learning_rate(spec: TrainSpec, base_lr: float, epoch: float, total_epochs: int) -> float:
-    """The learning rate at (fractional) ``epoch``: linear warm-up, then cosine or step decay."""
-    if epoch < spec.warmup_epochs:
-        return base_lr * (epoch + 1e-3) / spec.warmup_epochs
-    if spec.schedule == "cosine":
-        span = max(total_epochs - spec.warmup_epochs, 1e-9)
-        return base_lr * 0.5 * (1 + math.cos(math.pi * min((epoch - spec.warmup_epochs) / span, 1)))
-    if spec.schedule == "step":
-        return base_lr * spec.lr_factor ** sum(epoch >= s for s in spec.lr_steps)
-    raise ValueError(f"unknown schedule {spec.schedule!r} (use 'cosine' or 'step')")
-
-
-def server_lr_scheduler(spec: TrainSpec, base_lr: float, total_epochs: int,
-                        updates_per_epoch: int) -> mx.lr_scheduler.LRScheduler:
-    """:func:`learning_rate` as one of MXNet's schedulers of the update count, for an optimiser
-    that runs on parameter servers (``dist_async``, ``updates_per_epoch`` = workers x steps per
-    worker): the servers unpickle it inside ``import mxnet``, where only MXNet's classes load."""
-    warmup = int(round(spec.warmup_epochs * updates_per_epoch))
-    start = base_lr * 1e-3 / spec.warmup_epochs if warmup else 0.0  # learning_rate at epoch 0
-    if spec.schedule == "cosine":
-        return mx.lr_scheduler.CosineScheduler(max(total_epochs * updates_per_epoch, warmup + 1),
-                                               base_lr, 0.0, warmup, start)
-    if spec.schedule == "step":
-        if not spec.lr_steps:
-            return mx.lr_scheduler.FactorScheduler(1 << 62, 1.0, base_lr=base_lr,
-                                                   warmup_steps=warmup, warmup_begin_lr=start)
-        # MXNet decays once the update count passes a step: step s epochs -> s * updates - 1
-        steps = [max(int(round(s * updates_per_epoch)) - 1, 1) for s in spec.lr_steps]
-        return mx.lr_scheduler.MultiFactorScheduler(steps, spec.lr_factor, base_lr, warmup, start)
-    raise ValueError(f"unknown schedule {spec.schedule!r} (use 'cosine' or 'step')")
 
 
 def make_trainer(net: SSD, spec: TrainSpec, lr: float, cluster: Optional[Cluster] = None,
@@ -211,6 +128,7 @@ class Run:
                                            check_folder=self.cluster.is_root)
         self.resumed = self._checkpoint is not None
         self._build_data()
+        self.epochs = self._schedule()
         self._build_loaders()
         self.loss = SSDLoss(mining=self.mining)
         self.history: List[EpochRecord] = []
@@ -218,19 +136,30 @@ class Run:
         self.start_epoch = 0
         self.iteration = 0
         self._build_model()
+        self._report_coverage()
         self.record = (WorkerRecord(cfg.out, self.cluster.rank, self.net)
                        if cfg.record_workers else None)
 
     def _resolve_settings(self) -> None:
-        """Every ``None`` of the config takes the preset's value."""
-        cfg, spec = self.cfg, self.preset.train
-        self.epochs = cfg.epochs or spec.epochs
-        self.batch_size = cfg.batch_size or spec.batch_size
-        self.base_lr = cfg.learning_rate or spec.learning_rate
-        self.eval_every = cfg.eval_every or spec.eval_every
-        self.mining = spec.mining if cfg.mining is None else cfg.mining
-        self.augment = spec.augment if cfg.augment is None else cfg.augment
+        """The config's settings, ``None`` resolved (:func:`~gluon_ssd.recipe.choose_recipe`);
+        the epochs wait for the data (:func:`~gluon_ssd.recipe.choose_epochs`)."""
+        cfg = self.cfg
+        recipe = choose_recipe(dataclasses.asdict(cfg), self.preset)
+        self.batch_size, self.base_lr = recipe.batch_size, recipe.learning_rate
+        self.eval_every, self.mining, self.augment = (recipe.eval_every, recipe.mining,
+                                                      recipe.augment)
+        self.zoom_out = recipe.zoom_out
+        self.anchor_choice = recipe.anchors  # None: the initial model's (init)
+        self.notes: List[str] = list(recipe.notes)  # what the recipe chose and why, for the log
         self.size = cfg.image_size or self.preset.model.anchors.image_size
+        if cfg.init and cfg.pretrained_base:
+            raise ValueError("--init starts from a whole trained model; drop --pretrained-base")
+
+    def _schedule(self) -> int:
+        epochs, note = choose_epochs(dataclasses.asdict(self.cfg), self.preset,
+                                     len(self.train_data))
+        self.notes += [note] if note else []
+        return epochs
 
     def _build_data(self) -> None:
         """Both splits (:func:`~gluon_ssd.data.datasets.build_split`) and this worker's equal
@@ -243,6 +172,10 @@ class Run:
         check_classes(self.train_data.classes, f"the training split of {self.cfg.data!r} has",
                       self.val_data.classes, "its validation split has")
         self.classes = tuple(self.train_data.classes)
+        # for the anchors' coverage (and fitting); rendered synthetic data: a sample
+        self.train_boxes, _ = dataset_boxes(
+            self.train_data, f"the training split of {self.cfg.data!r}",
+            max_images=COVERAGE_IMAGES if self.cfg.data.lower() == SYNTHETIC_DATA else None)
         self.train_shard = self.cluster.shard(self.train_data)
         if len(self.train_shard) < self.batch_size:
             raise ValueError(f"{len(self.train_shard)} training images per worker "
@@ -253,7 +186,8 @@ class Run:
         """The augmented training batches and the validation batches (evaluation's own)."""
         size, model = (self.size, self.size), self.preset.model
         self.train_loader = DetectionLoader(
-            self.train_shard, TrainTransform(size, model.mean, model.std, augment=self.augment),
+            self.train_shard, TrainTransform(size, model.mean, model.std, augment=self.augment,
+                                             max_expand=self.zoom_out),
             self.batch_size, shuffle=True, seed=self.cfg.seed, last_batch="discard",
             num_workers=self.cfg.num_workers)
         self.val_loader = evaluation_loader(self.val_data, size, model.mean, model.std,
@@ -261,21 +195,55 @@ class Run:
 
     def _build_model(self) -> None:
         """The SSD and its optimiser, resumed from ``out/checkpoint-last.params`` if asked and
-        present, else fresh; the detector validation runs and the anchors targets match."""
+        present, else new (:meth:`_new_model`); the detector validation runs and the anchors
+        targets match."""
         if self._checkpoint is not None:
             self._resume(*self._checkpoint)
             self._checkpoint = None  # its arrays are in the network and trainer now
         else:
             mx.random.seed(self.cfg.seed)
-            self.net = SSD(self.preset.model, self.classes)
-            self.net.initialize(ctx=mx.cpu())
-            if self.cfg.pretrained_base:
-                load_base(self.net, self.cfg.pretrained_base)
+            self.net = self._new_model()
             self.trainer = self._make_trainer(0)
         self.net.hybridize(static_alloc=True, static_shape=True)
         self.detector = DetectionNet(self.net, self.preset.detect)
         self.detector.hybridize(static_alloc=True, static_shape=True)
         self.anchors = self.net(mx.nd.zeros((1, 3, self.size, self.size)))[2]
+
+    def _new_model(self) -> SSD:
+        """A fresh SSD (with the ImageNet base if given) or, with ``init``, one fine-tuned from
+        a trained model; its anchors as :attr:`anchor_choice` says."""
+        cfg, base = self.cfg, self.preset.model.anchors
+        anchors = None
+        if self.anchor_choice is not None:
+            anchors = choose_anchors(self.anchor_choice, base, self.train_boxes)
+        if cfg.init:
+            source = resolve_model(cfg.init)
+            net, kept, total = fine_tune_start(source, self.classes, self.preset.name, anchors)
+            self.notes.append(f"started from {cfg.init} ({source}): {kept} of its {total} "
+                              "backbone and box-predictor arrays kept, class predictors reset to "
+                              "this dataset's classes (--init)")
+            return net
+        net = SSD(dataclasses.replace(self.preset.model, anchors=anchors or base), self.classes)
+        net.initialize(ctx=mx.cpu())
+        if cfg.pretrained_base:
+            load_base(net, cfg.pretrained_base)
+        return net
+
+    def _report_coverage(self) -> None:
+        """Print (rank 0) the recipe's choices and the coverage of the network's anchors on the
+        training boxes, with a warning and the fix when it is low
+        (:func:`~gluon_ssd.anchor_fit.coverage_note`)."""
+        if not self.cluster.is_root:
+            return
+        how = {"fit": "fitted to the training boxes", "preset": f"{self.preset.name}'s"}.get(
+            self.anchor_choice, f"from {self.anchor_choice}")
+        if self.resumed:
+            how = "the resumed run's"
+        elif self.anchor_choice is None:
+            how = f"the initial model's, --init {self.cfg.init}"
+        note = coverage_note(self.train_boxes, self.net.spec.anchors, self.preset.model.anchors,
+                             self.preset.name, how, self.cfg.data)
+        print("\n".join([f"recipe: {n}" for n in self.notes] + [note]), flush=True)
 
     def _resume(self, arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any]) -> None:
         """Model, optimiser state, position and history from ``out/checkpoint-last.params``."""

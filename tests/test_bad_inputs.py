@@ -7,6 +7,7 @@ subprocess, so that no traceback can hide behind pytest, and in this process thr
 the earlier run's files are also checked byte-identical after each case. The bad files are built here, small: a
 random demo checkpoint, its export, VOC and COCO folders of two images.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from gluon_ssd.checkpoint import save_checkpoint
 from gluon_ssd.cli import main
 from gluon_ssd.detect import load_detector
 from gluon_ssd.export import export_model
+from gluon_ssd.presets import DEMO_ANCHORS
 
 CLASSES = ("circle", "square")
 TINY = ["--image-size", "64", "--train-size", "16", "--val-size", "8", "--batch-size", "8",
@@ -49,8 +51,8 @@ def _voc(root, xmin="10"):
     (root / "ImageSets" / "Main" / "val.txt").write_text("a\nb\n")
 
 
-def _coco(root, change=None, text=None):
-    """A COCO folder with a val2017 split of two images; ``change(document)`` edits the
+def _coco(root, change=None, text=None, splits=("val2017",)):
+    """A COCO folder with ``splits`` (each the same two images); ``change(document)`` edits the
     annotations, ``text`` replaces the file."""
     images = [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60},
               {"id": 2, "file_name": "b.jpg", "width": 80, "height": 60}]
@@ -60,13 +62,22 @@ def _coco(root, change=None, text=None):
                                 {"id": 12, "image_id": 2, "category_id": 2,
                                  "bbox": [5, 5, 30, 30], "area": 900, "iscrowd": 0}],
                 "categories": [{"id": 1, "name": CLASSES[0]}, {"id": 2, "name": CLASSES[1]}]}
-    for entry in images:
-        _image(root / "val2017" / entry["file_name"])
     if change:
         change(document)
     os.makedirs(root / "annotations")
-    (root / "annotations" / "instances_val2017.json").write_text(
-        text if text is not None else json.dumps(document))
+    for split in splits:
+        for entry in images:
+            _image(root / split / entry["file_name"])
+        (root / "annotations" / f"instances_{split}.json").write_text(
+            text if text is not None else json.dumps(document))
+
+
+def _anchor_file(path, change):
+    """An anchor file of the demo preset's anchors, ``change(fields)`` applied."""
+    fields = json.loads(json.dumps(dataclasses.asdict(DEMO_ANCHORS)))  # tuples -> lists
+    change(fields)
+    with open(path, "w") as f:
+        json.dump({"kind": "gluon-ssd anchors", "preset": "demo", "anchors": fields}, f)
 
 
 def _export_copy(prefix, target, suffix, content):
@@ -121,6 +132,14 @@ def files(tmp_path_factory):
                          "coco_invalid_json": dict(text='{"images": [')}.items():
         f[name] = str(root / name)
         _coco(root / name, **kwargs)
+    f["coco_no_boxes"] = str(root / "coco_no_boxes")
+    _coco(root / "coco_no_boxes", change=lambda d: d["annotations"].clear(),
+          splits=("train2017", "val2017"))
+    for name, change in {"anchors_size_0": lambda a: a["sizes"].__setitem__(0, 0),
+                         "anchors_ratio_negative": lambda a: a["ratios"][2].append(-0.5),
+                         "anchors_5_layers": lambda a: a["feature_maps"].pop()}.items():
+        f[name] = str(root / f"{name}.json")
+        _anchor_file(f[name], change)
     f["voc_abc"] = str(root / "voc_abc")
     _voc(root / "voc_abc", xmin="abc")
     f["used_run"] = str(root / "used_run")  # an earlier run's folder
@@ -193,6 +212,24 @@ CASES = [
      ["--resume", "checkpoint-last.params"]),
     ("train-into-an-earlier-run", ["train", "--out", "{used_run}", *TINY],
      ["used_run", "--resume", "--overwrite"]),
+    # a user's own data: no boxes at all, anchor files that cannot be, a missing initial model
+    ("train-data-without-boxes", ["train", "--data", "{coco_no_boxes}", "--out", "{new}", *TINY],
+     ["training split", "coco_no_boxes", "no object boxes"]),
+    ("anchors-data-without-boxes", ["anchors", "--data", "{coco_no_boxes}", "--split", "val",
+                                    "-o", "{new}/c.png"], ["coco_no_boxes", "no object boxes"]),
+    ("train-anchor-file-size-0", ["train", "--anchors", "{anchors_size_0}", "--out", "{new}",
+                                  *TINY], ["anchors_size_0.json", "sizes must be positive"]),
+    ("train-anchor-file-ratio-negative", ["train", "--anchors", "{anchors_ratio_negative}",
+                                          "--out", "{new}", *TINY],
+     ["anchors_ratio_negative.json", "ratios[2] must be positive", "-0.5"]),
+    ("train-anchor-file-5-layers", ["train", "--anchors", "{anchors_5_layers}", "--out",
+                                    "{new}", *TINY],
+     ["anchors_5_layers.json", "has 5 layers", "6 feature maps"]),
+    ("train-anchor-file-missing", ["train", "--anchors", "{new}/none.json", "--out", "{new}/r",
+                                   *TINY], ["none.json"]),
+    ("train-init-missing", ["train", "--init", "{new}/none.params", "--out", "{new}/r", *TINY],
+     ["none.params"]),
+    ("train-zoom-out-under-1", ["train", "--zoom-out", "0.5"], ["--zoom-out", "'0.5'", "[1, 16]"]),
 ]
 
 

@@ -144,7 +144,7 @@ def test_bad_arguments_are_one_line_errors(checkpoint, tmp_path, capsys, argv, m
 
 def test_missing_checkpoint_is_named(tmp_path, capsys):
     status, _, stderr = run(capsys, "detect", tmp_path / "none.params", PHOTO, "-o", tmp_path)
-    assert status == 2 and "none.params: no such checkpoint file or export prefix" in stderr
+    assert status == 2 and "none.params: no such checkpoint file, export prefix" in stderr
 
 
 def test_decoding_flags_change_the_detections(checkpoint, tmp_path, capsys):

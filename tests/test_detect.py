@@ -253,7 +253,7 @@ def test_mismatched_preset_or_classes_and_bad_paths_are_named(model_files, tmp_p
             load_detector(path, preset="ssd300")  # a short name is resolved
         with pytest.raises(ValueError, match=rf"{path} has 3 classes .*expected 2 \['a', 'b'\]"):
             load_detector(path, classes=["a", "b"])
-    with pytest.raises(ValueError, match="nope.params: no such checkpoint file or export prefix"):
+    with pytest.raises(ValueError, match="nope.params: no such checkpoint file, export prefix"):
         load_detector(tmp_path / "nope.params")
     (tmp_path / "text.params").write_text("hello")
     with pytest.raises(ValueError, match="text.params"):

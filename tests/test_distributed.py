@@ -26,7 +26,7 @@ from gluon_ssd.distributed.cluster import ShardDataset
 from gluon_ssd.distributed.launch import (LaunchConfig, dmlc_env, free_port, plan_nodes,
                                           read_hostfile, ssh_command)
 from gluon_ssd.presets import TrainSpec
-from gluon_ssd.train import learning_rate, server_lr_scheduler
+from gluon_ssd.schedule import learning_rate, server_lr_scheduler
 
 CLI = [sys.executable, "-m", "gluon_ssd.cli"]
 TRAIN_SIZE, BATCH, WORKERS = 64, 8, 2

@@ -1,5 +1,4 @@
 """Anchors fitted to a dataset's boxes, and the benchmark's VOC-format generator."""
-import importlib.util
 import os
 from dataclasses import asdict, replace
 
@@ -16,16 +15,8 @@ from gluon_ssd.presets import DEMO_ANCHORS, SSD300_ANCHORS, ModelSpec, get_prese
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_generator():
-    path = os.path.join(ROOT, "benchmarks", "make_shapes_dataset.py")
-    spec = importlib.util.spec_from_file_location("make_shapes_dataset", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def generator_like_boxes(num_images: int, seed: int) -> np.ndarray:
-    """Boxes drawn as benchmarks/make_shapes_dataset.py draws them, without the pixels: 1-5
+    """Boxes drawn as gluon_ssd.data.voc_shapes draws them, without the pixels: 1-5
     objects on 320x240 / 240x320 / 400x300 / 300x400 images, longer side 5%-50% of sqrt(W*H):
     bars 1:3-1:6 tilted up to 5 degrees, arrows 1:0.8 tilted up to 10, ellipses 1:0.45-0.8 at
     any angle, hexagons; each horizontal or vertical, plus 2 px of antialiased edges.
@@ -131,7 +122,8 @@ def test_fit_subsamples_many_boxes_and_checks_arguments():
 
 
 def test_generated_dataset_loads_as_a_voc_folder(tmp_path):
-    gen = load_generator()
+    from gluon_ssd.data import voc_shapes as gen
+
     out = gen.make_dataset(tmp_path / "shapes", train=10, val=2, seed=3)
     from gluon_ssd.data.datasets import VOCFolderDataset
     train, val = VOCFolderDataset(str(out), "train"), VOCFolderDataset(str(out), "val")

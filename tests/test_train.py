@@ -28,7 +28,8 @@ from gluon_ssd.data.io import BadImageError
 from gluon_ssd.loss import SSDLoss
 from gluon_ssd.presets import TrainSpec, get_preset
 from gluon_ssd.report import write_run_pictures
-from gluon_ssd.train import (BEST, LAST, TrainConfig, TrainingDiverged, learning_rate, train)
+from gluon_ssd.schedule import learning_rate
+from gluon_ssd.train import BEST, LAST, TrainConfig, TrainingDiverged, train
 
 TINY = dict(image_size=64, train_size=32, val_size=16, batch_size=8, progress=False)
 BATCHES = TINY["train_size"] // TINY["batch_size"]  # iterations per epoch

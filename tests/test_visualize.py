@@ -1,10 +1,12 @@
 """Plots: each returns a Figure, writes a PNG only when asked, and draws boxes where they belong."""
+import mxnet as mx
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from gluon_ssd import visualize
 from gluon_ssd.boxes import to_normalised, to_pixels
 from gluon_ssd.coverage import preset_coverage, sample_boxes
 from gluon_ssd.data.io import read_image
@@ -189,3 +191,51 @@ def test_a_panel_draws_at_most_max_boxes_and_says_so():
     ax = axes[0, 0]
     assert len(ax.patches) == 50
     assert any("10 more boxes not drawn" in t.get_text() for t in ax.texts)
+
+
+def test_augmentation_pictures_and_display_round_trip():
+    from gluon_ssd.data.transforms import DEFAULT_MEAN, DEFAULT_STD, to_network_input
+
+    img = (np.random.RandomState(0).rand(40, 60, 3) * 255).astype(np.uint8)
+    x = to_network_input(mx.nd.array(img, dtype="uint8"), DEFAULT_MEAN, DEFAULT_STD)
+    back = visualize.network_input_to_image(x, DEFAULT_MEAN, DEFAULT_STD)
+    assert back.shape == img.shape and np.abs(back.astype(int) - img).max() <= 1
+    lab = np.array([[5, 5, 30, 30, 1, 0], [10, 12, 50, 38, 0, 0]], np.float32)
+    fig = visualize.plot_augmentation_steps(
+        [("a", img, lab), ("empty", img, np.zeros((0, 6))), ("no class", img, lab[:, :4])],
+        class_names=["x", "y"], ncols=2)
+    assert len(fig.axes) == 4
+    visualize.plot_crop_patches(img, lab, [(0, 0, 60, 40), (5, 5, 20, 20)], chosen=1)
+    visualize.plot_crop_patches(img, np.zeros((0, 6)), [(0, 0, 60, 40)])
+
+
+def test_dataset_coverage_picture_has_its_six_panels(tmp_path):
+    from gluon_ssd.anchor_fit import fit_anchors
+    from gluon_ssd.presets import DEMO_ANCHORS
+
+    boxes = sample_boxes(300, seed=2, min_size=0.04, max_ratio=5.0)
+    before = preset_coverage(boxes, DEMO_ANCHORS)
+    after = preset_coverage(boxes, fit_anchors(boxes, DEMO_ANCHORS))
+    fig = visualize.plot_dataset_coverage({"demo": before, "fitted": after}, title="t",
+                                          path=tmp_path / "c.png")
+    assert len(fig.axes) == 6 and (tmp_path / "c.png").stat().st_size > 10_000
+    shapes = fig.axes[0]
+    uncovered = shapes.collections[1].get_offsets()
+    assert len(uncovered) == (~before.covered).sum()
+
+
+def test_iou_picture_shades_the_intersection_and_the_union(tmp_path):
+    from gluon_ssd.visualize.iou import overlap, plot_iou, plot_iou_examples
+
+    a, b = [60, 60, 180, 180], [120, 100, 240, 220]
+    o = overlap(a, b)
+    assert (o.intersection, o.union) == (60 * 80, 2 * 120 ** 2 - 60 * 80)
+    mxnet_iou = mx.nd.contrib.box_iou(mx.nd.array([a]), mx.nd.array([b])).asscalar()
+    assert o.iou == pytest.approx(float(mxnet_iou))
+    assert overlap([0, 0, 1, 1], [2, 2, 3, 3]).iou == 0 and overlap(a, a).iou == 1
+    fig = plot_iou(a, b, pixels=True, path=tmp_path / "iou.png")
+    shaded = [len([p for p in ax.patches if p.get_zorder() == 0.5]) for ax in fig.axes]
+    assert shaded == [1, 2] and (tmp_path / "iou.png").exists()  # A and B; A or B
+    fig = plot_iou_examples([(a, b), ([0, 0, 20, 20], [50, 50, 90, 90])], pixels=True,
+                            titles=["shifted", "apart"])
+    assert [ax.get_title() for ax in fig.axes] == ["shifted\nIoU = 0.200", "apart\nIoU = 0.000"]

@@ -1,8 +1,9 @@
 """``gluon-ssd anchors``: print, plot and export default boxes (of one feature map, or of a
-preset)."""
+preset), and measure (and fit) a preset's anchors on a dataset's boxes (``--data``)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..jsonfile import write_json
 from . import options
@@ -39,13 +40,31 @@ def add_anchors(p: argparse.ArgumentParser) -> None:
                    help="the cell whose anchors are drawn (a pixel when the map is the pixel "
                         "grid); with --preset, a pixel of the image: each layer draws the cell "
                         "holding it. Default: the centre")
-    p.add_argument("-o", "--output", metavar="PNG", help="write the plot here")
+    data = p.add_argument_group(
+        "a dataset's boxes (--data): the coverage report of the preset's anchors (default demo) "
+        "on them, a picture of box and anchor shapes, and with --fit anchors fitted to them")
+    data.add_argument("--data", metavar="DATA",
+                      help="synthetic, voc, coco, or a dataset folder (VOC or COCO format)")
+    data.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
+    data.add_argument("--split", default="train", help="which split's boxes (default train)")
+    data.add_argument("--fit", action="store_true",
+                      help="fit anchors to the boxes and report the coverage before and after")
+    p.add_argument("-o", "--output", metavar="PNG",
+                   help="write the plot here (with --data default: anchor-coverage.png, or "
+                        "anchor-coverage-N.png if that exists)")
     p.add_argument("--json", metavar="PATH",
-                   help="write the anchors (normalised corners, MultiBoxPrior's order) here")
+                   help="write the anchors (normalised corners, MultiBoxPrior's order) here; "
+                        "with --data the anchor file `gluon-ssd train --anchors PATH` reads "
+                        "(the fitted anchors with --fit, else the preset's)")
 
 
 def cmd_anchors(args: argparse.Namespace) -> int:
-    """Print the anchor-shape table; optionally plot the anchors and write them as JSON."""
+    """Print the anchor-shape table; optionally plot the anchors and write them as JSON. With
+    ``--data``: the coverage report of a dataset's boxes, and fitted anchors."""
+    if args.data is not None:
+        return _data_anchors(args)
+    if args.fit:
+        raise ValueError("--fit needs --data: the boxes the anchors are fitted to")
     if args.preset is not None:
         given = ["--" + k.replace("_", "-") for k in _MAP_ARGS if getattr(args, k) is not None]
         if given:
@@ -106,4 +125,65 @@ def _preset_anchors(args: argparse.Namespace) -> int:
         document = preset_document(spec, preset.name)
         write_json(args.json, document, indent=None)
         print(f"wrote {document['num_anchors']} anchors to {args.json}")
+    return 0
+
+
+def _new_file(path: str, option: str) -> str:
+    """``path`` if no file is there; ``ValueError`` naming ``option`` otherwise (nothing a user
+    has is overwritten)."""
+    if os.path.exists(path):
+        raise ValueError(f"argument {option}: {path} exists; choose another name")
+    return path
+
+
+def _free_name(stem: str, suffix: str) -> str:
+    """``stem + suffix``, or ``stem-2 + suffix``, ``stem-3 ...``: the first that does not exist."""
+    path, n = stem + suffix, 1
+    while os.path.exists(path):
+        n += 1
+        path = f"{stem}-{n}{suffix}"
+    return path
+
+
+def _data_anchors(args: argparse.Namespace) -> int:
+    """``anchors --data``: coverage of the preset's anchors on a split's boxes (printed, drawn),
+    and with ``--fit`` the fitted anchors and their coverage; ``--json`` writes an anchor file."""
+    from ..anchor_fit import anchor_file_document, describe_fit, fit_anchors
+    from ..coverage import preset_coverage
+    from ..data.datasets import get_dataset
+    from ..data.labels import dataset_boxes
+    from ..presets import get_preset
+    from ..visualize import plot_dataset_coverage
+
+    given = ["--" + k.replace("_", "-") for k in _MAP_ARGS + ("image", "image_size", "at")
+             if getattr(args, k) is not None]
+    if given:
+        raise ValueError(f"--data measures a preset's anchors; drop {' '.join(given)}")
+    preset = args.preset or get_preset("demo")
+    spec = preset.model.anchors
+    png = _new_file(args.output, "-o") if args.output else _free_name("anchor-coverage", ".png")
+    if args.json:
+        _new_file(args.json, "--json")
+    dataset = get_dataset(args.data, args.split, root=args.data_root,
+                          size=(spec.image_size, spec.image_size))
+    name = f"the {args.split} split of {args.data}"
+    boxes, _ = dataset_boxes(dataset, name, progress=True)
+    before = preset_coverage(boxes, spec)
+    print(f"{name}: {len(dataset)} images; anchors of {preset.name} at {spec.image_size} px\n"
+          f"{before.summary()}")
+    reports, chosen = {preset.name: before}, spec
+    if args.fit:
+        chosen = fit_anchors(boxes, spec)
+        reports["fitted"] = after = preset_coverage(boxes, chosen)
+        print(f"\nfitted anchors:\n{describe_fit(spec, chosen, before, after)}")
+    plot_dataset_coverage(reports, title=f"{args.data} ({args.split}, {len(boxes)} boxes)",
+                          path=png)
+    print(f"wrote {png}")
+    if args.json:
+        coverage = {name: round(r.coverage, 4) for name, r in reports.items()}
+        write_json(args.json, anchor_file_document(
+            chosen, preset.name, data=args.data, split=args.split, fitted=args.fit,
+            coverage=coverage), mode="x")
+        print(f"wrote {args.json}: train with `gluon-ssd train --preset {preset.name} --anchors "
+              f"{args.json} ...`")
     return 0

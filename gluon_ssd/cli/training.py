@@ -44,6 +44,16 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=options.workers, default=0, dest="num_workers",
                    help="data loader processes (0: load in the training process)")
     p.add_argument("--pretrained-base", metavar="PARAMS", help="ImageNet VGG16 parameter file")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="fine-tune from a trained gluon-ssd model of the same preset: a "
+                        "checkpoint file or a shipped model (demo: trained on SyntheticShapes); "
+                        "backbone and box predictors kept, class predictors reset to the data's "
+                        "classes")
+    p.add_argument("--anchors", metavar="preset|fit|FILE",
+                   help="the network's anchors: the preset's, fit (fitted to the training "
+                        "boxes at the start) or an anchor file from `gluon-ssd anchors --data "
+                        "... --json FILE`. Default: the preset's, or with --init the initial "
+                        "model's")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="bf16: bfloat16 mixed precision (AMP on oneDNN's BF16 kernels; weights "
                         "stay float32); default float32")
@@ -53,6 +63,10 @@ def add_train(p: argparse.ArgumentParser) -> None:
                           help=f"use {what} (default: the preset's choice)")
         flag.add_argument(f"--no-{name}", dest=name, action="store_false",
                           help=f"do not use {what}")
+    p.add_argument("--zoom-out", type=options.zoom_out, metavar="R",
+                   help="the augmentation's largest zoom-out factor per side, "
+                        f"1..{options.MAX_ZOOM_OUT:g} (1: none; default: the preset's, the "
+                        "paper's 4)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, counted")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.params")
     p.add_argument("--overwrite", action="store_true",

@@ -69,8 +69,9 @@ def _existing_dir(path: str) -> str:
 class _FileDataset:
     """Shared by the on-disk datasets: items are image files plus preloaded labels.
 
-    Subclasses provide ``image_path(idx)``, ``_label(idx)`` and ``_keep(indices)`` (restrict the
-    dataset to those items), and set ``stats``.
+    Subclasses provide ``image_path(idx)``, ``_label(idx)``, ``_size(idx)`` (the image's
+    ``(H, W)`` from its annotation) and ``_keep(indices)`` (restrict the dataset to those items),
+    and set ``stats``.
     """
 
     stats: LoadStats
@@ -79,6 +80,11 @@ class _FileDataset:
         # NDArray, as gluoncv's datasets return images; truncated files are bad images too
         image = read_image(self.image_path(idx), on_truncated="raise")
         return mx.nd.array(image, dtype="uint8"), self._label(idx).copy()
+
+    def annotation(self, idx: int) -> Tuple[np.ndarray, Tuple[int, int]]:
+        """Item ``idx``'s label ``(M, 6)`` (pixels) and its image's ``(H, W)``, without decoding
+        the image (the sizes come from the annotations)."""
+        return self._label(idx).copy(), self._size(idx)
 
     def _drop_unreadable(self) -> None:
         """Decode every image once and leave out those that fail (``skip_bad``)."""
@@ -129,9 +135,14 @@ class VOCDataset(_FileDataset, VOCDetection):
     def _label(self, idx: int) -> np.ndarray:
         return self._label_cache[idx]
 
+    def _size(self, idx: int) -> Tuple[int, int]:
+        width, height = self._im_shapes[idx]
+        return int(height), int(width)
+
     def _keep(self, indices: List[int]) -> None:
         self._items = [self._items[i] for i in indices]
         self._label_cache = [self._label_cache[i] for i in indices]
+        self._im_shapes = {new: self._im_shapes[old] for new, old in enumerate(indices)}
 
     def _load_items(self, splits) -> List[Tuple[str, str]]:
         """``(folder, image id)`` for every id listed in the splits' ImageSets files."""
@@ -301,9 +312,13 @@ class COCODataset(_FileDataset, COCODetection):
     def _label(self, idx: int) -> np.ndarray:
         return self._labels[idx]
 
+    def _size(self, idx: int) -> Tuple[int, int]:
+        return self._sizes[idx]
+
     def _keep(self, indices: List[int]) -> None:
         self._items = [self._items[i] for i in indices]
         self._labels = [self._labels[i] for i in indices]
+        self._sizes = [self._sizes[i] for i in indices]
         self._im_aspect_ratios = [self._im_aspect_ratios[i] for i in indices]
 
     def _parse_image_path(self, entry: dict) -> str:
@@ -320,6 +335,7 @@ class COCODataset(_FileDataset, COCODetection):
         entries = self._api.loadImgs(sorted(self._api.getImgIds()))
         items = [self._parse_image_path(e) for e in entries]
         labels = [self._image_label(e) for e in entries]
+        self._sizes = [(int(e["height"]), int(e["width"])) for e in entries]
         return items, labels, [e["width"] / e["height"] for e in entries]
 
     def _image_label(self, entry: dict) -> np.ndarray:

@@ -22,9 +22,11 @@ with rows of ``PAD`` (-1): a row is an object iff its class id is ``>= 0`` (:fun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..boxes import to_normalised
 
 BOX = slice(0, 4)
 CLASS = 4
@@ -118,5 +120,34 @@ def check_classes(expected: Sequence[str], expected_what: str, found: Sequence[s
                          f"{found_what} {len(found)} classes {list(found)}{order}")
 
 
+def dataset_boxes(dataset, name: str, progress: bool = False,
+                  max_images: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Every object box of ``dataset`` as normalised corners ``(N, 4)`` (divided by its image's
+    width and height: the network-input frame, as the model resizes without keeping the aspect)
+    and its class id ``(N,)``, read from the annotations without decoding images (the dataset's
+    ``annotation(idx)``; SyntheticShapes renders). ``progress``: a tqdm bar (on a terminal);
+    ``max_images``: read only that many images, evenly spaced (an estimate, for large or rendered
+    datasets).
+
+    ``ValueError`` naming the dataset (``name``) if it has no box at all."""
+    from tqdm import tqdm
+
+    indices = range(len(dataset))
+    if max_images is not None and len(dataset) > max_images:
+        indices = np.unique(np.linspace(0, len(dataset) - 1, max_images).round().astype(int))
+    boxes, class_ids = [], []
+    # a bar on a terminal only: a log or a captured stream gets no bar lines
+    for idx in tqdm(indices, desc="reading boxes", disable=None if progress else True,
+                    leave=False):
+        label, size = dataset.annotation(idx)
+        label = label[is_object(label)]
+        boxes.append(np.clip(to_normalised(label[:, BOX], size), 0.0, 1.0))
+        class_ids.append(label[:, CLASS].astype(np.int64))
+    if not sum(map(len, boxes)):
+        raise ValueError(f"{name} has no object boxes in its {len(indices)} images: there is "
+                         "nothing to detect (check its annotation files)")
+    return np.concatenate(boxes), np.concatenate(class_ids)
+
+
 __all__ = ["BOX", "CLASS", "IGNORE", "WIDTH", "COLUMNS", "PAD", "LoadStats", "make_label",
-           "is_object", "sanitize_boxes", "check_classes"]
+           "is_object", "sanitize_boxes", "check_classes", "dataset_boxes"]

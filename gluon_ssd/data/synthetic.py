@@ -134,6 +134,12 @@ class SyntheticShapes(gluon.data.Dataset):
         image, label = item
         return mx.nd.array(image, dtype="uint8"), label.copy()
 
+    def annotation(self, idx: int) -> Tuple[np.ndarray, Tuple[int, int]]:
+        """Item ``idx``'s label ``(M, 6)`` (pixels) and the image's ``(H, W)``; renders the
+        item unless it is cached (its boxes are where the shapes landed)."""
+        item = self._cache.get(idx)
+        return (item[1] if item is not None else self.render(idx)[1]).copy(), self.size
+
     def render(self, idx: int) -> Tuple[np.ndarray, np.ndarray]:
         """Item ``idx`` as numpy: image ``(H, W, 3)`` uint8 RGB, label ``(M, 6)`` float32 pixels."""
         rng = np.random.default_rng([self.seed, SPLITS[self.split], idx])

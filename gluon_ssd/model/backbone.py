@@ -57,6 +57,12 @@ class L2Norm(gluon.HybridBlock):
         return F.broadcast_mul(F.L2Normalization(x, mode="channel", eps=self.eps), scale)
 
 
+# VGG16's max pools, pool1 .. pool5: (kernel, stride, padding, round up). pool1-4 halve the map,
+# rounding up (MXNet's "full" convention: 300 -> 150 -> 75 -> 38 -> 19); pool5 keeps its size
+# (3x3, stride 1, padding 1), as SSD changed it for the atrous fc6.
+POOLS = ((2, 2, 0, True), (2, 2, 0, True), (2, 2, 0, True), (2, 2, 0, True), (3, 1, 1, False))
+
+
 class VGG16(gluon.HybridBlock):
     """SSD's VGG16 base plus extra layers.
 
@@ -96,12 +102,11 @@ class VGG16(gluon.HybridBlock):
 
     def hybrid_forward(self, F, x, input_scale):
         x = F.broadcast_mul(x, input_scale)
-        for stage in self.stages[:3]:
-            x = self._pool(F, stage(x))
+        for k, stage in enumerate(self.stages[:3]):
+            x = self._pool(F, stage(x), k)
         x = self.stages[3](x)
         features = [self.conv4_3_norm(x)]
-        x = self.stages[4](self._pool(F, x))
-        x = F.Pooling(x, pool_type="max", kernel=(3, 3), stride=(1, 1), pad=(1, 1))  # pool5
+        x = self._pool(F, self.stages[4](self._pool(F, x, 3)), 4)
         x = self.fc7(self.fc6(x))
         features.append(x)
         for extra in self.extras:
@@ -110,6 +115,8 @@ class VGG16(gluon.HybridBlock):
         return features
 
     @staticmethod
-    def _pool(F, x):
-        """2x2 max pool, stride 2, rounding up (300 -> 150 -> 75 -> 38)."""
-        return F.Pooling(x, pool_type="max", kernel=(2, 2), stride=(2, 2), pooling_convention="full")
+    def _pool(F, x, index: int):
+        """Max pool ``index`` of :data:`POOLS` (pool1 is 0)."""
+        kernel, stride, padding, round_up = POOLS[index]
+        return F.Pooling(x, pool_type="max", kernel=(kernel, kernel), stride=(stride, stride),
+                         pad=(padding, padding), pooling_convention="full" if round_up else "valid")

@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..anchors import AnchorGenerator
-from ..presets import ModelSpec, get_preset
+from ..presets import ModelSpec
 from .backbone import VGG16
-from .weights import load_base
 
 
 def predictor(in_channels: int, channels: int) -> nn.Conv2D:
@@ -152,21 +151,3 @@ def check_input_size(spec: ModelSpec, image_size: Tuple[int, int], name: str = "
     if min(image_size) < side:
         raise ValueError(f"{name} {image_size[0]}x{image_size[1]} is too small for this network: "
                          f"its feature maps need at least {side}x{side} pixels")
-
-
-def get_model(name: str, classes: Sequence[str], pretrained_base: Optional[str] = None,
-              ctx: Optional[mx.Context] = None) -> SSD:
-    """Build and initialise the SSD of preset ``name`` for ``classes``.
-
-    Args:
-        name: a preset (see :func:`gluon_ssd.list_presets`), e.g. ``"ssd300_vgg16"``.
-        classes: object class names.
-        pretrained_base: optional path to an ImageNet VGG16 parameter file (GluonCV's ``vgg16``
-            or ``vgg16_atrous``); see :func:`gluon_ssd.model.weights.load_base`.
-        ctx: device (default CPU).
-    """
-    net = SSD(get_preset(name).model, classes)
-    net.initialize(ctx=ctx or mx.cpu())
-    if pretrained_base:
-        load_base(net, pretrained_base)
-    return net

@@ -1,18 +1,15 @@
-"""Pictures of default boxes: one feature map's anchors, a preset's layers, and how well anchors
-cover a set of boxes."""
+"""Pictures of default boxes: one feature map's anchors and a preset's layers."""
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..anchors import (anchor_shapes, feature_map_anchors, num_anchors, preset_anchors,
                        preset_layer_of_anchor, spec_priors)
-from ..coverage import CoverageReport
 from ..presets import AnchorSpec
-from .canvas import (HW, Color, ImageLike, as_image, box_colors, check_cell, draw_boxes,
+from .canvas import (HW, ImageLike, as_image, box_colors, check_cell, draw_boxes,
                      draw_centres, image_panel_size, new_figure, save_figure)
 
 # Feature maps with more cells than this are drawn without their grid of centres.
@@ -122,45 +119,3 @@ def plot_preset_anchors(spec: AnchorSpec, *, image: ImageLike = None, at: Option
         ax.axis("off")
     fig.suptitle(title or f"{len(anchors)} anchors on {len(priors)} feature maps")
     return save_figure(fig, path)
-
-
-# ---------------------------------------------------------------------------------------------
-# Anchor coverage.
-
-def plot_coverage(reports: Union["CoverageReport", Mapping[str, "CoverageReport"]],
-                  path=None) -> Figure:
-    """Histogram of each box's best anchor IoU and, with layers, boxes per layer.
-
-    ``reports``: one :class:`~gluon_ssd.coverage.CoverageReport` or several by name (e.g.
-    ``{"SSD300": before, "suggested": after}``), drawn side by side in the same panels.
-    """
-    named: Dict[str, CoverageReport] = (dict(reports) if isinstance(reports, Mapping)
-                                        else {"anchors": reports})
-    with_layers = all(r.num_layers for r in named.values())
-    fig, axes = new_figure(1, 2 if with_layers else 1, panel_size=(6.0, 4.0))
-    hist = axes[0, 0]
-    colors = box_colors(len(named))
-    for (name, report), color in zip(named.items(), colors):
-        hist.stairs(report.hist_counts, report.hist_edges, color=color, linewidth=2,
-                    label=f"{name}: {report.coverage:.1%} covered")
-    threshold = next(iter(named.values())).threshold
-    hist.axvline(threshold, color="black", linestyle="--", linewidth=1)
-    hist.set(xlabel="best IoU of a box with any anchor", ylabel="boxes", xlim=(0, 1),
-             title=f"IoU >= {threshold:g} counts as covered")
-    hist.legend(fontsize=8)
-    if with_layers:
-        _plot_layer_counts(axes[0, 1], named, colors)
-    return save_figure(fig, path)
-
-
-def _plot_layer_counts(ax: Axes, named: Mapping[str, "CoverageReport"],
-                       colors: Sequence[Color]) -> None:
-    """Bars per layer: boxes whose best anchor is there (light) and the covered ones (solid)."""
-    width = 0.8 / len(named)
-    for n, ((name, report), color) in enumerate(zip(named.items(), colors)):
-        x = np.arange(report.num_layers) + (n - (len(named) - 1) / 2) * width
-        ax.bar(x, report.layer_counts, width, color=color, alpha=0.3)
-        ax.bar(x, report.layer_covered, width, color=color, label=f"{name} (solid: covered)")
-    ax.set(xlabel="layer of the best anchor", ylabel="boxes", title="boxes each layer would take")
-    ax.set_xticks(np.arange(max(r.num_layers for r in named.values())))
-    ax.legend(fontsize=8)

@@ -1,7 +1,7 @@
-"""Make a VOC-format dataset folder unlike SyntheticShapes, to test gluon-ssd on data it was not
-designed around.
+"""VOCShapes: VOC-format dataset folders unlike SyntheticShapes, to try gluon-ssd on data it was
+not designed around (a user's own data, as far as anything made here can be).
 
-    python benchmarks/make_shapes_dataset.py OUT --train 600 --val 150 --seed 0
+    python -m gluon_ssd.data.voc_shapes OUT --train 600 --val 150 --seed 0
 
 writes ``OUT/Annotations/<id>.xml`` (with ``<size>``), ``OUT/JPEGImages/<id>.jpg`` and
 ``OUT/ImageSets/Main/{train,val}.txt``, the layout ``gluon-ssd train --data OUT`` reads. ``OUT``
@@ -196,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         out = make_dataset(args.out, args.train, args.val, args.seed, progress=True)
     except ValueError as err:
-        print(f"make_shapes_dataset.py: error: {err}", file=sys.stderr)
+        print(f"voc_shapes: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {args.train} training and {args.val} validation images to {out}")
     return 0

@@ -1,0 +1,152 @@
+"""The training recipe: what a run does where its config leaves the choice to the preset.
+
+A config (``dataclasses.asdict`` of a :class:`TrainConfig`, or the one a checkpoint records) names what the user chose; ``None`` takes the preset's value. On a finite
+dataset (anything but SyntheticShapes) a preset with a
+:class:`~gluon_ssd.presets.FiniteDataSpec` trains by that recipe instead: epochs by images seen,
+its augmentation and anchors. Each choice made for the data is explained in ``notes``, for the
+log. Training and the resume check (:func:`gluon_ssd.run_folder.fixed_settings`) both resolve a
+config here, so they cannot disagree.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Tuple
+
+from .presets import Preset, Spec
+
+
+@dataclass
+class TrainConfig(Spec):
+    """What ``gluon-ssd train`` runs. ``None`` fields take the preset's value.
+
+    Attributes:
+        preset: preset name (``demo``, ``ssd300_vgg16``, ...).
+        data: ``synthetic``, ``voc``, ``coco`` or a dataset folder.
+        out: run folder (checkpoints, logs, pictures).
+        data_root: root folder for ``voc``/``coco``.
+        image_size: network input side in pixels (default: the preset's).
+        train_size, val_size: number of synthetic images per split.
+        cache_mb: memory per split for synthetic images once rendered, so that later epochs
+            skip rendering (:class:`~gluon_ssd.data.synthetic.SyntheticShapes`); per loader
+            process with ``num_workers`` > 0. 0 renders every time.
+        mining, augment: hard negative mining / the paper's augmentation on or off (default:
+            the preset's; on a finite dataset its :class:`~gluon_ssd.presets.FiniteDataSpec`'s).
+        anchors: ``"preset"``, ``"fit"`` (fitted to the training boxes before the network is
+            built) or an anchor file (``gluon-ssd anchors --data ... --json``); default: the
+            preset's choice for the data, or with ``init`` the initial model's anchors. The
+            network's anchors are stored in its checkpoints.
+        init: fine-tune from a trained gluon-ssd checkpoint (a path, or a shipped model's name
+            such as ``demo``): backbone and box predictors kept, class predictors reset to this
+            dataset's classes (:func:`~gluon_ssd.checkpoint.fine_tune_start`).
+        resume: continue from ``out/checkpoint-last.params`` (which must exist), with the
+            settings the run was trained with (:mod:`gluon_ssd.run_folder`); ``epochs`` may grow.
+        overwrite: replace a run already in ``out`` (without it, and without ``resume``, a
+            folder holding a run is refused).
+        pretrained_base: ImageNet VGG16 parameter file for the base network.
+        dtype: ``float32``, or ``bf16`` for bfloat16 mixed precision (``mxnet.contrib.amp`` on
+            oneDNN; switches the whole process, see :mod:`gluon_ssd.precision`).
+        kvstore: ``local``, ``device``, ``dist_sync``, ``dist_async`` or ``horovod`` (see
+            :mod:`gluon_ssd.distributed.cluster`); ``batch_size`` is per worker, rank 0 logs,
+            evaluates and writes the checkpoints and logs (and its caller the pictures).
+        record_workers: every worker writes ``worker-<rank>.jsonl`` / ``.params`` (see
+            :class:`~gluon_ssd.distributed.cluster.WorkerRecord`), to check a distributed run.
+    """
+
+    preset: str = "demo"
+    data: str = "synthetic"
+    out: str = "runs/train"
+    data_root: Optional[str] = None
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
+    learning_rate: Optional[float] = None
+    eval_every: Optional[int] = None
+    image_size: Optional[int] = None
+    train_size: Optional[int] = None
+    val_size: Optional[int] = None
+    cache_mb: float = 1024.0
+    seed: int = 0
+    num_workers: int = 0
+    mining: Optional[bool] = None
+    augment: Optional[bool] = None
+    zoom_out: Optional[float] = None
+    anchors: Optional[str] = None
+    init: Optional[str] = None
+    skip_bad: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    pretrained_base: Optional[str] = None
+    dtype: str = "float32"
+    progress: bool = True
+    kvstore: str = "local"
+    record_workers: bool = False
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A config's settings, resolved.
+
+    Attributes:
+        batch_size, learning_rate, eval_every, mining, augment, zoom_out: as in the preset's
+            :class:`~gluon_ssd.presets.TrainSpec`.
+        anchors: ``"preset"``, ``"fit"``, an anchor file, or ``None``: the initial model's
+            (fine-tuning, ``init``).
+        notes: one line per choice made for the data, saying what and why.
+    """
+
+    batch_size: int
+    learning_rate: float
+    eval_every: int
+    mining: bool
+    augment: bool
+    zoom_out: float
+    anchors: Optional[str]
+    notes: Tuple[str, ...] = ()
+
+
+def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
+    """The settings ``config`` trains ``preset`` with (every one but the epochs, which depend on
+    the dataset's size: :func:`choose_epochs`)."""
+    spec = preset.train
+    finite = preset.finite_recipe(str(config.get("data") or "synthetic"))
+    notes = []
+    augment = config.get("augment")
+    if augment is None:
+        augment = finite.augment if finite else spec.augment
+        if finite:
+            notes.append(f"augmentation {'on' if augment else 'off'}: {preset.name}'s recipe "
+                         f"for a finite dataset (--{'no-' if augment else ''}augment overrides)")
+    zoom_out = config.get("zoom_out")
+    if zoom_out is None:
+        zoom_out = finite.zoom_out if finite and finite.zoom_out else spec.zoom_out
+        if finite and finite.zoom_out and augment:
+            notes.append(f"zoom-out up to {zoom_out:g}x (the paper's {spec.zoom_out:g}x shrinks "
+                         "small objects below the smallest anchors; --zoom-out overrides)")
+    anchors = config.get("anchors")
+    if anchors is None and not config.get("init"):
+        anchors = finite.anchors if finite else "preset"
+        if finite and anchors != "preset":
+            notes.append(f"anchors {anchors}: {preset.name}'s recipe for a finite dataset "
+                         "(--anchors preset overrides)")
+    mining = config.get("mining")
+    return Recipe(batch_size=config.get("batch_size") or spec.batch_size,
+                  learning_rate=config.get("learning_rate") or spec.learning_rate,
+                  eval_every=config.get("eval_every") or spec.eval_every,
+                  mining=spec.mining if mining is None else mining, augment=augment,
+                  zoom_out=zoom_out, anchors=anchors, notes=tuple(notes))
+
+
+def choose_epochs(config: Mapping[str, Any], preset: Preset,
+                  train_images: int) -> Tuple[int, Optional[str]]:
+    """The number of epochs and, when the recipe chose it, why: the config's; on a finite
+    dataset ``ceil(images_seen / train_images)`` (the preset's own epochs are for endless
+    synthetic data); else the preset's."""
+    finite = preset.finite_recipe(str(config.get("data") or "synthetic"))
+    if config.get("epochs"):
+        return config["epochs"], None
+    if not finite:
+        return preset.train.epochs, None
+    epochs = max(1, math.ceil(finite.images_seen / train_images))
+    return epochs, (f"{epochs} epochs: {finite.images_seen} images seen in all over "
+                    f"{train_images} training images ({preset.name}'s own "
+                    f"{preset.train.epochs} are for endless synthetic data; --epochs overrides)")

@@ -1,0 +1,275 @@
+"""A user's own data (issue 17): the boxes of a dataset read without decoding, the coverage
+report and fitted anchors of ``gluon-ssd anchors --data``, anchor files, ``train --anchors``
+and ``--init``, the finite-dataset recipe, and a checkpoint with fitted anchors in every job.
+
+The data: VOC-format folders written here by :mod:`gluon_ssd.data.voc_shapes` (shapes and
+image sizes SyntheticShapes does not have) and small COCO folders.
+"""
+import json
+import os
+import re
+from dataclasses import replace
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluon_ssd.anchor_fit import (COVERAGE_WARNING, anchor_file_document, choose_anchors,
+                                  fit_anchors, read_anchor_file)
+from gluon_ssd.checkpoint import fine_tune_start, load_checkpoint, read_checkpoint
+from gluon_ssd.cli import main
+from gluon_ssd.coverage import preset_coverage
+from gluon_ssd.data.datasets import get_dataset
+from gluon_ssd.data.labels import dataset_boxes
+from gluon_ssd.detect import detect, load_detector
+from gluon_ssd.export import export_model
+from gluon_ssd.model_zoo import pretrained_path
+from gluon_ssd.presets import DEMO_ANCHORS, get_preset
+from gluon_ssd.recipe import choose_epochs, choose_recipe
+from gluon_ssd.run_folder import fixed_settings
+
+from gluon_ssd.data.voc_shapes import make_dataset
+
+TINY = ["--image-size", "96", "--batch-size", "8", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """A VOC folder unlike SyntheticShapes: 48 training and 16 validation images."""
+    return str(make_dataset(tmp_path_factory.mktemp("own") / "shapes", train=48, val=16, seed=3))
+
+
+def _refused(capsys, argv, match):
+    """``gluon-ssd ARGV`` stops with exit status 2 and one line matching ``match``."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------------- boxes of a dataset
+
+def test_dataset_boxes_are_the_labels_over_each_image_size_without_decoding(shapes, tmp_path):
+    data = get_dataset(shapes, "train")
+    boxes, class_ids = dataset_boxes(data, "shapes")
+    expected, ids = [], []
+    for i in range(len(data)):
+        image, label = data[i]
+        h, w = image.shape[:2]
+        expected.append(label[:, :4] / [w, h, w, h])
+        ids.append(label[:, 4])
+    np.testing.assert_allclose(boxes, np.concatenate(expected), rtol=1e-6)
+    np.testing.assert_array_equal(class_ids, np.concatenate(ids))
+    assert boxes.min() >= 0 and boxes.max() <= 1
+    # the images are not decoded: the same boxes come back with every image file broken
+    broken = tmp_path / "broken"
+    os.makedirs(broken)
+    for sub in ("Annotations", "ImageSets"):
+        os.symlink(os.path.join(shapes, sub), broken / sub)
+    os.makedirs(broken / "JPEGImages")
+    for name in os.listdir(os.path.join(shapes, "JPEGImages")):
+        (broken / "JPEGImages" / name).write_bytes(b"not a jpeg")
+    again, _ = dataset_boxes(get_dataset(str(broken), "train"), "broken")
+    np.testing.assert_array_equal(again, boxes)
+
+
+def test_dataset_boxes_of_coco_and_synthetic_and_a_sample(tmp_path):
+    root = tmp_path / "coco"
+    os.makedirs(root / "annotations")
+    os.makedirs(root / "val2017")
+    images = [{"id": 1, "file_name": "a.jpg", "width": 80, "height": 60},
+              {"id": 2, "file_name": "b.jpg", "width": 40, "height": 100}]
+    annotations = [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [8, 6, 40, 30],
+                    "area": 1200, "iscrowd": 0},
+                   {"id": 2, "image_id": 2, "category_id": 7, "bbox": [0, 50, 20, 50],
+                    "area": 1000, "iscrowd": 0}]
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 7, "name": "x"}]}))
+    boxes, ids = dataset_boxes(get_dataset(str(root), "val"), "coco")
+    np.testing.assert_allclose(boxes, [[0.1, 0.1, 0.6, 0.6], [0, 0.5, 0.5, 1.0]])
+    np.testing.assert_array_equal(ids, [0, 0])
+    synthetic = get_dataset("synthetic", "val", length=20, size=(64, 96))
+    boxes, _ = dataset_boxes(synthetic, "synthetic")
+    label = synthetic.render(3)[1]
+    assert any(np.allclose(b, label[0, :4] / [96, 64, 96, 64]) for b in boxes)
+    sample, _ = dataset_boxes(synthetic, "synthetic", max_images=5)
+    assert 5 <= len(sample) < len(boxes)
+
+
+def test_a_dataset_without_boxes_is_a_value_error_naming_it(tmp_path):
+    root = tmp_path / "coco"
+    os.makedirs(root / "annotations")
+    (root / "annotations" / "instances_val2017.json").write_text(json.dumps(
+        {"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
+         "annotations": [], "categories": [{"id": 1, "name": "x"}]}))
+    with pytest.raises(ValueError, match="empty set has no object boxes in its 1 images"):
+        dataset_boxes(get_dataset(str(root), "val"), "the empty set")
+
+
+# ---------------------------------------------------------------------- gluon-ssd anchors --data
+
+def test_anchors_data_fit_reports_writes_a_picture_and_an_anchor_file(shapes, tmp_path, capsys,
+                                                                      monkeypatch):
+    png, spec_file = tmp_path / "cov.png", tmp_path / "fit.json"
+    assert main(["anchors", "--data", shapes, "--fit", "-o", str(png), "--json",
+                 str(spec_file)]) == 0
+    out = capsys.readouterr().out
+    assert "best anchor IoU >= 0.4" in out and ">= 0.6" in out
+    assert "worst-covered boxes" in out and "fitted anchors:" in out
+    assert png.stat().st_size > 10_000
+    fitted = read_anchor_file(str(spec_file), DEMO_ANCHORS)
+    boxes, _ = dataset_boxes(get_dataset(shapes, "train"), "shapes")
+    assert fitted == fit_anchors(boxes, DEMO_ANCHORS)
+    document = _json(spec_file)
+    assert document["coverage"]["fitted"] > document["coverage"]["demo"]
+    # nothing is overwritten: the same names again are refused; the default picture name
+    # moves on to a free one
+    _refused(capsys, ["anchors", "--data", shapes, "-o", str(png)], "-o: .*cov.png exists")
+    _refused(capsys, ["anchors", "--data", shapes, "--json", str(spec_file)],
+             "--json: .*fit.json exists")
+    monkeypatch.chdir(tmp_path)
+    for name in ("anchor-coverage.png", "anchor-coverage-2.png"):
+        assert main(["anchors", "--data", shapes]) == 0
+        assert f"wrote {name}" in capsys.readouterr().out
+    _refused(capsys, ["anchors", "--preset", "demo", "--fit"], "--fit needs --data")
+    _refused(capsys, ["anchors", "--data", shapes, "--sizes", "0.2"], "drop --sizes")
+
+
+# ----------------------------------------------------------------------------- anchor files
+
+def test_anchor_files_round_trip_and_name_each_problem(tmp_path):
+    spec = replace(DEMO_ANCHORS, ratios=((1.0, 3.0),) + DEMO_ANCHORS.ratios[1:])
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(anchor_file_document(spec, "demo")))
+    assert read_anchor_file(str(path), DEMO_ANCHORS) == spec
+    assert choose_anchors(str(path), DEMO_ANCHORS, None) == spec
+    assert choose_anchors("preset", DEMO_ANCHORS, None) == DEMO_ANCHORS
+
+    def bad(change, match):
+        document = json.loads(json.dumps(anchor_file_document(spec, "demo")))  # lists
+        change(document["anchors"])
+        path.write_text(json.dumps(document))
+        with pytest.raises(ValueError, match=match):
+            read_anchor_file(str(path), DEMO_ANCHORS)
+
+    bad(lambda a: a["sizes"].__setitem__(2, 0.0), r"anchor file .*sizes must be positive")
+    bad(lambda a: a["sizes"].__setitem__(2, -5), r"sizes must be positive")
+    bad(lambda a: a["ratios"][1].__setitem__(1, -2.0), r"ratios\[1\] must be positive")
+    bad(lambda a: a["ratios"][1].__setitem__(1, "wide"), r"ratios\[1\] must be positive")
+    bad(lambda a: a["feature_maps"].pop(), "has 5 layers; the network has 6 feature maps")
+    bad(lambda a: a["steps"].__setitem__(0, 9), "has steps .*; the network has")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="is not JSON"):
+        read_anchor_file(str(path), DEMO_ANCHORS)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="has no 'anchors' object"):
+        read_anchor_file(str(path), DEMO_ANCHORS)
+
+
+# ------------------------------------------------------------------------------- the recipe
+
+def test_the_recipe_for_finite_data_and_its_overrides():
+    demo = get_preset("demo")
+    finite = demo.finite
+    recipe = choose_recipe({"data": "/my/data"}, demo)
+    assert recipe.augment is finite.augment and recipe.anchors == finite.anchors
+    assert any(n.startswith("augmentation on") for n in recipe.notes)
+    assert choose_recipe({"data": "synthetic"}, demo) == replace(
+        recipe, augment=demo.train.augment, zoom_out=demo.train.zoom_out, anchors="preset",
+        notes=())
+    fitted = choose_recipe({"data": "/my/data"}, replace(demo, finite=replace(finite,
+                                                                               anchors="fit")))
+    assert fitted.anchors == "fit" and any("--anchors preset overrides" in n
+                                           for n in fitted.notes)
+    override = choose_recipe({"data": "voc", "augment": False, "anchors": "preset"}, demo)
+    assert (override.augment, override.anchors, override.notes) == (False, "preset", ())
+    assert choose_recipe({"data": "x", "init": "demo"}, demo).anchors is None
+    epochs, note = choose_epochs({"data": "x"}, demo, 600)
+    assert epochs == -(-finite.images_seen // 600) and "images seen" in note
+    assert choose_epochs({"data": "x", "epochs": 3}, demo, 600) == (3, None)
+    assert choose_epochs({"data": "synthetic"}, demo, 5000) == (demo.train.epochs, None)
+    assert choose_epochs({"data": "x"}, get_preset("ssd300"), 600)[0] == 240  # no recipe
+    settings = fixed_settings({"data": "/my/data"}, demo)
+    assert (settings["anchors"], settings["augment"], settings["init"]) == (
+        finite.anchors, finite.augment, None)
+    assert fixed_settings({"data": "d", "init": "./demo"}, demo)["init"] == "demo"
+    assert fixed_settings({"data": "d", "anchors": "./a.json"}, demo)["anchors"] == "a.json"
+
+
+# ----------------------------------------------------- training with fitted anchors, and --init
+
+def test_training_fits_anchors_and_every_job_uses_them_without_a_flag(shapes, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", shapes, "--out", str(run), "--epochs", "1", "--anchors",
+                 "fit", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "recipe: augmentation on" in out
+    assert "anchors (fitted to the training boxes" in out and "demo's: " in out
+    boxes, _ = dataset_boxes(get_dataset(shapes, "train"), "shapes")
+    fitted = fit_anchors(boxes, DEMO_ANCHORS)
+    assert fitted != DEMO_ANCHORS
+    net, meta = load_checkpoint(str(run / "checkpoint-last.params"))
+    assert net.spec.anchors == fitted and meta["config"]["anchors"] == "fit"
+    # detect, evaluate, export (equal detections) and resume: no anchor flag anywhere
+    model = load_detector(str(run / "checkpoint-best.params"))
+    image = get_dataset(shapes, "val")[0][0].asnumpy()
+    found = detect(model, image, threshold=0.01)[0]
+    prefix = str(tmp_path / "export" / "m")
+    export_model(model.net, prefix, (96, 96), preset="demo")
+    exported = detect(load_detector(prefix), image, threshold=0.01)[0]
+    assert len(found.scores) > 0
+    for name in ("class_ids", "scores", "boxes"):
+        np.testing.assert_allclose(getattr(found, name), getattr(exported, name), atol=1e-4)
+    assert main(["evaluate", str(run / "checkpoint-best.params"), "--data", shapes,
+                 "--metric", "voc07", "--quiet"]) == 0
+    assert main(["train", "--data", shapes, "--out", str(run), "--epochs", "2", "--resume",
+                 *TINY]) == 0
+    assert "anchors (the resumed run's" in capsys.readouterr().out
+    assert load_checkpoint(str(run / "checkpoint-last.params"))[0].spec.anchors == fitted
+    _refused(capsys, ["train", "--data", shapes, "--out", str(run), "--epochs", "3", "--resume",
+                      "--anchors", "preset", *TINY], "--anchors 'preset' \\(the run's: 'fit'\\)")
+
+
+def test_the_coverage_warning_names_the_fix(shapes, tmp_path, capsys):
+    boxes, _ = dataset_boxes(get_dataset(shapes, "train"), "shapes")
+    assert preset_coverage(boxes, DEMO_ANCHORS).coverage < COVERAGE_WARNING
+    # the default anchors of a dataset folder
+    assert main(["train", "--data", shapes, "--out", str(tmp_path / "run"), "--epochs", "1",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "anchors (demo's, 3458 at 192 px)" in out
+    assert f"warning: under {COVERAGE_WARNING:.0%}" in out and "--anchors fit" in out
+    assert f"gluon-ssd anchors --data {shapes} --fit" in out
+
+
+def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path, capsys):
+    demo = load_checkpoint(pretrained_path("demo"))[0]
+    classes = get_dataset(shapes, "train").classes
+    net, kept, total = fine_tune_start(pretrained_path("demo"), classes, "demo")
+    assert net.classes == classes and net.spec == demo.spec
+    assert kept == total  # everything but the class predictors
+    trained = demo._collect_params_with_prefix()
+    for name, param in net._collect_params_with_prefix().items():
+        if not name.startswith("class_predictors."):
+            np.testing.assert_array_equal(param.data().asnumpy(), trained[name].data().asnumpy())
+    # other anchors: the layers whose anchor count changes start their predictors afresh
+    anchors = replace(DEMO_ANCHORS, ratios=((1.0, 2.0, 0.5, 3.0),) + DEMO_ANCHORS.ratios[1:])
+    _, kept_other, _ = fine_tune_start(pretrained_path("demo"), classes, "demo", anchors)
+    assert kept_other == kept - 2  # layer 0's box predictor: weight and bias
+    run = tmp_path / "run"
+    assert main(["train", "--data", shapes, "--out", str(run), "--epochs", "1", "--init", "demo",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "recipe: started from demo" in out
+    assert "anchors (the initial model's, --init demo" in out
+    assert read_checkpoint(str(run / "checkpoint-last.params"))[1]["classes"] == list(classes)
+    _refused(capsys, ["train", "--preset", "ssd300", "--data", shapes, "--out",
+                      str(tmp_path / "x"), "--init", "demo", "--quiet"],
+             "is a model of preset 'demo', not 'ssd300_vgg16'")
+    _refused(capsys, ["train", "--data", shapes, "--out", str(tmp_path / "y"), "--init", "demo",
+                      "--pretrained-base", "vgg.params", "--quiet"], "drop --pretrained-base")
+    mx.nd.waitall()
