@@ -18,7 +18,8 @@ from .presets import Preset, Spec
 
 @dataclass
 class TrainConfig(Spec):
-    """What ``gluon-ssd train`` runs. ``None`` fields take the preset's value.
+    """What ``gluon-ssd train`` runs. ``None`` fields are resolved by :func:`choose_recipe` /
+    :func:`choose_epochs`: the preset's value, or its recipe's on a finite dataset.
 
     Attributes:
         preset: preset name (``demo``, ``ssd300_vgg16``, ...).

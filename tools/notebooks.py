@@ -5,8 +5,8 @@
 Each notebook runs top to bottom in a fresh kernel, in a temporary folder (what it writes stays
 out of the checkout), and is written back with its outputs and, in its metadata, the hash of its
 code cells (:func:`code_hash`): ``tests/test_notebooks.py`` fails when a notebook's code changed
-since it was executed (stale outputs) or an output holds an error. Figures are PNGs at the
-figures' own DPI (100), the inline backend's choice.
+since it was executed (stale outputs) or an output holds an error. Figures are PNGs at
+:data:`FIGURE_DPI`.
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# Figures in committed notebooks: 72 dpi keeps every figure readable on GitHub and the whole
+# folder small (gluon-ssd's figures are sized in inches, so the DPI sets their pixels).
+FIGURE_DPI = 72
 METADATA_KEY = "gluon_ssd"  # notebook metadata: {"code_sha256": ..., "seconds": ...}
 
 
@@ -37,8 +40,12 @@ def code_hash(notebook) -> str:
 
 def execute(notebook, folder: str, timeout: int = 1200):
     """Run ``notebook`` in place (a fresh python3 kernel working in ``folder``), with the
-    inline backend (not an ``MPLBACKEND`` of the caller, under which figures would not show)."""
+    inline backend (not an ``MPLBACKEND`` of the caller, under which figures would not show)
+    and figures at :data:`FIGURE_DPI` (a matplotlibrc in ``folder``)."""
+    with open(os.path.join(folder, "matplotlibrc"), "w") as f:
+        f.write(f"figure.dpi: {FIGURE_DPI}\n")
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env["MATPLOTLIBRC"] = folder
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": folder}})
     return client.execute(env=env)  # passed on to the kernel manager's start_kernel

@@ -1,6 +1,7 @@
-"""Detection datasets on disk: Pascal VOC, COCO and VOC-format folders, through ``gluoncv.data``;
-:func:`get_dataset` (any dataset by name or folder) and :func:`build_split` (a split as a
-:class:`DataConfig` describes it, for training and evaluation alike).
+"""Detection datasets on disk: Pascal VOC and VOC-format folders here, COCO in
+:mod:`gluon_ssd.data.coco`, through ``gluoncv.data``; :func:`get_dataset` (any dataset by name or
+folder) and :func:`build_split` (a split as a :class:`DataConfig` describes it, for training and
+evaluation alike).
 
 Every dataset here (and :class:`~gluon_ssd.data.synthetic.SyntheticShapes`) has ``classes``
 (class id ``k`` is ``classes[k]``), ``stats`` (a :class:`~gluon_ssd.data.labels.LoadStats`:
@@ -24,30 +25,25 @@ naming the annotation file; so does a malformed annotation file (invalid JSON or
 """
 from __future__ import annotations
 
-import contextlib
 import glob
-import io
-import logging
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-import mxnet as mx
 import numpy as np
-from gluoncv.data import COCODetection, VOCDetection
+from gluoncv.data import VOCDetection
 from mxnet import gluon
 
 from ..presets import Spec
-from .annotations import inside, read_coco, xml_number, xml_root, xml_text
-from .io import BadImageError, find_unreadable, image_size, list_images, read_image
+from .annotations import xml_number, xml_root, xml_text
+from .coco import COCO_SPLITS, DEFAULT_COCO_ROOT, COCODataset
+from .files import FileDataset, existing_dir
+from .io import BadImageError, image_size, list_images
 from .labels import WIDTH, LoadStats
 from .synthetic import DEFAULT_CLASSES, DEFAULT_LENGTH, SyntheticShapes
 
-LOG = logging.getLogger(__name__)
-
 DEFAULT_VOC_ROOT = os.path.join("~", ".mxnet", "datasets", "voc")
-DEFAULT_COCO_ROOT = os.path.join("~", ".mxnet", "datasets", "coco")
 VOC_CLASSES: Tuple[str, ...] = tuple(VOCDetection.CLASSES)
 # The paper's VOC protocol: train on 07+12 trainval, test on 07 test.
 VOC_SPLITS = {
@@ -55,61 +51,9 @@ VOC_SPLITS = {
     "val": ((2007, "test"),),
     "test": ((2007, "test"),),
 }
-COCO_SPLITS = {"train": "train2017", "val": "val2017"}
 
 
-def _existing_dir(path: str) -> str:
-    """``path`` expanded; ``ValueError`` naming it if it is not a folder."""
-    full = os.path.expanduser(path)
-    if not os.path.isdir(full):
-        raise ValueError(f"dataset folder {full} does not exist")
-    return full
-
-
-class _FileDataset:
-    """Shared by the on-disk datasets: items are image files plus preloaded labels.
-
-    Subclasses provide ``image_path(idx)``, ``_label(idx)``, ``_size(idx)`` (the image's
-    ``(H, W)`` from its annotation) and ``_keep(indices)`` (restrict the dataset to those items),
-    and set ``stats``.
-    """
-
-    stats: LoadStats
-
-    def __getitem__(self, idx: int) -> Tuple[mx.nd.NDArray, np.ndarray]:
-        # NDArray, as gluoncv's datasets return images; truncated files are bad images too
-        image = read_image(self.image_path(idx), on_truncated="raise")
-        return mx.nd.array(image, dtype="uint8"), self._label(idx).copy()
-
-    def annotation(self, idx: int) -> Tuple[np.ndarray, Tuple[int, int]]:
-        """Item ``idx``'s label ``(M, 6)`` (pixels) and its image's ``(H, W)``, without decoding
-        the image (the sizes come from the annotations)."""
-        return self._label(idx).copy(), self._size(idx)
-
-    def _drop_unreadable(self) -> None:
-        """Decode every image once and leave out those that fail (``skip_bad``)."""
-        paths = [self.image_path(i) for i in range(len(self))]
-        bad = set(find_unreadable(paths))
-        self.stats.unreadable.extend(paths[i] for i in sorted(bad))
-        self._keep([i for i in range(len(paths)) if i not in bad])
-
-    @property
-    def classes(self) -> Tuple[str, ...]:
-        """Class names; class id ``k`` is ``classes[k]``."""
-        return self._classes
-
-    def _finish_loading(self, source: str, empty_message: str, skip_bad: bool) -> None:
-        """After the labels are read: refuse an empty dataset, log the box repairs once, and
-        with ``skip_bad`` leave out the images that cannot be decoded."""
-        if not self._items:
-            raise ValueError(empty_message)
-        if skip_bad:
-            self._drop_unreadable()
-        if self.stats.boxes_clipped or self.stats.boxes_dropped or self.stats.unreadable:
-            LOG.warning("%s: %s", source, self.stats.summary())
-
-
-class VOCDataset(_FileDataset, VOCDetection):
+class VOCDataset(FileDataset, VOCDetection):
     """Pascal VOC (``root/VOC2007``, ``root/VOC2012``), labels ``(M, 6)`` with ``difficult``.
 
     Args:
@@ -125,7 +69,7 @@ class VOCDataset(_FileDataset, VOCDetection):
                  classes: Optional[Sequence[str]] = None, skip_bad: bool = False):
         self._classes = tuple(classes or VOC_CLASSES)
         self.stats = LoadStats()
-        super().__init__(root=_existing_dir(root), splits=tuple(splits), preload_label=True)
+        super().__init__(root=existing_dir(root), splits=tuple(splits), preload_label=True)
         self._finish_loading(str(self), f"no images listed for {self} in {self._root}", skip_bad)
 
     def image_path(self, idx: int) -> str:
@@ -219,7 +163,7 @@ class VOCFolderDataset(VOCDataset):
 
     def __init__(self, root: str, split: str = "train", classes: Optional[Sequence[str]] = None,
                  val_fraction: float = 0.1, skip_bad: bool = False):
-        root = _existing_dir(root)
+        root = existing_dir(root)
         annotations = sorted(glob.glob(os.path.join(root, "Annotations", "*.xml")))
         if not annotations:
             raise ValueError(f"dataset folder {root} has no Annotations/*.xml")
@@ -272,97 +216,6 @@ def _class_names(annotations: Sequence[str]) -> Tuple[str, ...]:
     names = {xml_text(obj, "name", path) for path in annotations
              for obj in xml_root(path).iter("object")}
     return tuple(sorted(names))
-
-
-class COCODataset(_FileDataset, COCODetection):
-    """A COCO-format dataset, one split: labels ``(M, 6)`` with ``iscrowd``.
-
-    Layout: ``root/annotations/instances_{split}.json`` and the images under ``root/{split}/``
-    (``file_name`` of each image entry). Classes are the json's categories in id order (the 80
-    COCO names for COCO itself); ``contiguous_id_to_json`` maps class ids back to category ids.
-    Every image is kept, also those without objects (labels ``(0, 6)``), in image-id order, so
-    ``coco`` (the pycocotools object) matches the dataset for evaluation.
-
-    Args:
-        root: the dataset folder.
-        split: e.g. ``"train2017"``, ``"val2017"``.
-        skip_bad: leave out images that cannot be decoded.
-    """
-
-    def __init__(self, root: str = DEFAULT_COCO_ROOT, split: str = "val2017",
-                 skip_bad: bool = False):
-        root = _existing_dir(root)
-        self._json = os.path.join(root, "annotations", f"instances_{split}.json")
-        if not os.path.isfile(self._json):
-            raise ValueError(f"COCO annotation file {self._json} does not exist")
-        self._split_dir = split
-        self._api = _load_coco(self._json)
-        category_ids = sorted(self._api.getCatIds())
-        self._classes = tuple(c["name"] for c in self._api.loadCats(category_ids))
-        self.stats = LoadStats()
-        super().__init__(root=root, splits=(f"instances_{split}",), skip_empty=False)
-        self.index_map = {name: i for i, name in enumerate(self._classes)}
-        self._finish_loading(self._json, f"COCO annotation file {self._json} lists no images",
-                             skip_bad)
-
-    def image_path(self, idx: int) -> str:
-        """Path of item ``idx``'s image."""
-        return self._items[idx]
-
-    def _label(self, idx: int) -> np.ndarray:
-        return self._labels[idx]
-
-    def _size(self, idx: int) -> Tuple[int, int]:
-        return self._sizes[idx]
-
-    def _keep(self, indices: List[int]) -> None:
-        self._items = [self._items[i] for i in indices]
-        self._labels = [self._labels[i] for i in indices]
-        self._sizes = [self._sizes[i] for i in indices]
-        self._im_aspect_ratios = [self._im_aspect_ratios[i] for i in indices]
-
-    def _parse_image_path(self, entry: dict) -> str:
-        """The image's path; ``ValueError`` if its ``file_name`` leaves the dataset folder."""
-        return inside(self._root, self._split_dir, entry["file_name"],
-                      f"{self._json}: image {entry['id']}")
-
-    def _load_jsons(self):
-        """Image paths, labels ``(M, 6)`` and aspect ratios of every image, by image id."""
-        self._coco = [self._api]
-        category_ids = sorted(self._api.getCatIds())
-        self.json_id_to_contiguous = {c: i for i, c in enumerate(category_ids)}
-        self.contiguous_id_to_json = dict(enumerate(category_ids))
-        entries = self._api.loadImgs(sorted(self._api.getImgIds()))
-        items = [self._parse_image_path(e) for e in entries]
-        labels = [self._image_label(e) for e in entries]
-        self._sizes = [(int(e["height"]), int(e["width"])) for e in entries]
-        return items, labels, [e["width"] / e["height"] for e in entries]
-
-    def _image_label(self, entry: dict) -> np.ndarray:
-        """Labels ``(M, 6)`` float32 ``[x, y, x + w, y + h, class_id, iscrowd]`` of one image."""
-        rows = []
-        for obj in self._api.loadAnns(self._api.getAnnIds(imgIds=[entry["id"]], iscrowd=None)):
-            if obj.get("ignore", 0):
-                continue
-            if obj["category_id"] not in self.json_id_to_contiguous:
-                raise ValueError(f"{self._json}: annotation {obj.get('id')} has category_id "
-                                 f"{obj['category_id']}, not among the categories")
-            x, y, w, h = obj["bbox"]
-            rows.append([x, y, x + w, y + h, self.json_id_to_contiguous[obj["category_id"]],
-                         obj.get("iscrowd", 0)])
-        label = np.array(rows, np.float32).reshape(-1, WIDTH)
-        return self.stats.sanitize(label, entry["width"], entry["height"])
-
-
-def _load_coco(path: str):
-    """A pycocotools ``COCO`` object for the json at ``path``, checked first
-    (:func:`~gluon_ssd.data.annotations.read_coco`; pycocotools' progress prints silenced)."""
-    from pycocotools.coco import COCO
-    api = COCO()
-    api.dataset = read_coco(path)
-    with contextlib.redirect_stdout(io.StringIO()):
-        api.createIndex()
-    return api
 
 
 def voc_splits(split: str) -> Tuple[Tuple[int, str], ...]:
