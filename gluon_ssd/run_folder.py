@@ -107,13 +107,16 @@ def _folder(path: Optional[str]) -> Optional[str]:
     return os.path.normpath(os.path.expanduser(path)) if path else path
 
 
-def fixed_settings(config: Mapping[str, Any], preset: Preset,
-                   workers: Optional[int] = None) -> Dict[str, Any]:
+def fixed_settings(config: Mapping[str, Any], preset: Preset, workers: Optional[int] = None,
+                   *, resuming: bool = False) -> Dict[str, Any]:
     """What a resumed run must keep, from a training config (``dataclasses.asdict`` of a
     ``TrainConfig``, or the one a checkpoint records), ``None`` values resolved as training
     resolves them: the model (preset, input size), the data (dataset, root, sizes, skipped
     images), its order and augmentation (seed, batch size, augment, number of workers), the
-    loss (mining), the anchors' choice and the initial model. ``workers=None``: not known (not compared)."""
+    loss (mining), the anchors' choice and the initial model. ``workers=None``: not known (not
+    compared). ``resuming``: the config of a resume, whose anchors and initial model, when it
+    does not name them, are the run's (the checkpoint holds the network): ``None``, not
+    compared."""
     recipe = choose_recipe(config, preset)
     data = str(config.get("data") or "synthetic")
     name = data.lower() if data.lower() in ("synthetic", "voc", "coco") else None
@@ -132,8 +135,10 @@ def fixed_settings(config: Mapping[str, Any], preset: Preset,
         "augment": recipe.augment,
         "zoom_out": recipe.zoom_out if recipe.augment else None,
         "mining": recipe.mining,
-        "anchors": recipe.anchors if recipe.anchors in ANCHOR_CHOICES else _folder(recipe.anchors),
-        "init": _folder(config.get("init")),
+        "anchors": (None if resuming and not config.get("anchors") else
+                    recipe.anchors if recipe.anchors in ANCHOR_CHOICES else
+                    _folder(recipe.anchors)),
+        "init": None if resuming and not config.get("init") else _folder(config.get("init")),
         "workers": workers,
     }
 
@@ -147,7 +152,8 @@ def check_resume(source: str, meta: Mapping[str, Any], settings: Mapping[str, An
     recorded = fixed_settings(meta["config"], preset, meta.get("workers"))
     changed = [f"{_flag(k)} {settings[k]!r} (the run's: {recorded[k]!r})" for k in settings
                if recorded[k] != settings[k]
-               and not (k == "workers" and None in (recorded[k], settings[k]))]
+               and not (k == "workers" and None in (recorded[k], settings[k]))
+               and not (k in ("anchors", "init") and settings[k] is None)]
     if changed:
         raise ValueError(f"cannot resume {source} with other settings than it was trained with: "
                          f"{', '.join(changed)}; resume with the run's values, or start a new "

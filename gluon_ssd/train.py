@@ -121,7 +121,7 @@ class Run:
         self.preset: Preset = get_preset(cfg.preset)
         self._resolve_settings()
         self.settings = fixed_settings(dataclasses.asdict(cfg), self.preset,
-                                       self.cluster.num_workers)
+                                       self.cluster.num_workers, resuming=cfg.resume)
         # rank 0 writes the run folder, so it alone checks it: the others start when it may
         # already have written there
         self._checkpoint = open_run_folder(cfg.out, cfg.resume, cfg.overwrite, self.settings,
@@ -246,8 +246,13 @@ class Run:
         print("\n".join([f"recipe: {n}" for n in self.notes] + [note]), flush=True)
 
     def _resume(self, arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any]) -> None:
-        """Model, optimiser state, position and history from ``out/checkpoint-last.params``."""
+        """Model, optimiser state, position and history from ``out/checkpoint-last.params``; the
+        run's anchors' choice and initial model, which the resume need not repeat, go on in
+        the config this run records."""
         last = os.path.join(self.cfg.out, LAST)
+        recorded = meta.get("config") or {}
+        self.cfg = dataclasses.replace(self.cfg, **{
+            k: recorded.get(k) for k in ("anchors", "init") if getattr(self.cfg, k) is None})
         self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes)
         self.trainer = self._make_trainer(meta["iteration"])
         restore_optimizer(self.net, self.trainer, arrays, meta["optimizer"])
