@@ -32,6 +32,7 @@ def add_detect(p: argparse.ArgumentParser) -> None:
                    help="stop unless the model is of this preset")
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="stop unless the model has exactly these classes, in this order")
+    options.add_gpus(p)
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -48,7 +49,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detection_outputs(paths, args.output)  # refuses before the model is loaded
     detector = load_detector(args.checkpoint, options.decoding(args) or None,
                              preset=args.preset.name if args.preset else None,
-                             classes=args.classes)
+                             classes=args.classes, ctx=options.contexts(args))
     run = write_detections(detector, paths, args.output, args.threshold,
                            batch_size=args.batch_size, progress=args.progress,
                            document={"skipped": skipped})
@@ -87,6 +88,7 @@ def add_export(p: argparse.ArgumentParser) -> None:
                    help="score threshold built into the graph, in [0, 1] (default: the model's, "
                         "0.01)")
     options.add_decoding(p, DECODERS)
+    options.add_gpus(p, "trace the graph on (the export itself is device-free)")
 
 
 def _checkpoint_model(args: argparse.Namespace, spec: Optional[Dict[str, object]] = None):
@@ -98,7 +100,7 @@ def _checkpoint_model(args: argparse.Namespace, spec: Optional[Dict[str, object]
     from ..model import SSD, DetectionNet
 
     size = args.image_size  # (H, W), checked while parsing
-    model = load_detector(args.checkpoint, spec)
+    model = load_detector(args.checkpoint, spec, ctx=options.contexts(args))
     if not (isinstance(model.net, DetectionNet) and isinstance(model.net.ssd, SSD)):
         raise ValueError(f"{args.checkpoint} is an export; {args.command} takes a checkpoint file")
     if size is None:
@@ -145,6 +147,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
                    help="seed of the synthetic images (default: training's)")
     p.add_argument("--workers", type=options.workers, default=0, dest="num_workers",
                    help="data loader processes (0: load in this process)")
+    options.add_gpus(p)
     p.add_argument("-o", "--output", metavar="DIR",
                    help="write metrics.json and the precision-recall plots here")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
@@ -162,7 +165,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         val_size=args.val_size, seed=args.seed, batch_size=args.batch_size,
         metrics=METRICS if args.metric == "all" else (args.metric,),
         decoders=DECODERS if args.decoder == "both" else args.decoder and (args.decoder,),
-        num_workers=args.num_workers, progress=args.progress)
+        num_workers=args.num_workers, progress=args.progress, ctx=options.contexts(args))
     print(format_report(result))
     if args.output:
         paths = write_evaluation(result, args.output)
@@ -225,6 +228,7 @@ def add_quantize(p: argparse.ArgumentParser) -> None:
                    help="seed of the calibration image order")
     p.add_argument("-o", "--output", required=True, metavar="PREFIX",
                    help="writes PREFIX-symbol.json, PREFIX-0000.params and PREFIX-meta.json")
+    options.add_gpus(p, "use (refused: oneDNN's INT8 runs on CPUs only)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -233,6 +237,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     the layout of ``gluon-ssd export`` (``detect`` and ``evaluate`` take the prefix)."""
     from ..quantize import calibration_batches, export_quantized, quantize_model
 
+    if args.gpus:
+        raise ValueError("argument --gpus: quantize makes a oneDNN INT8 model, which runs on "
+                         "CPUs only; drop --gpus")
     detector, size = _checkpoint_model(args)
     try:
         batches = calibration_batches(args.calib_data, size, detector.mean, detector.std,

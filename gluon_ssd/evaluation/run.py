@@ -25,6 +25,7 @@ from ..data.datasets import DataConfig, build_split
 from ..data.labels import BOX, CLASS, PAD, check_classes
 from ..data.transforms import Batch, DetectionLoader, EvalTransform
 from ..detect import LoadedModel, load_detector
+from ..devices import Contexts, parallel_apply
 from ..model.head import DECODERS, DetectionHead, DetectionNet
 from ..presets import get_preset
 from .metrics import METRICS, DetectionEvaluator, Evaluation
@@ -130,12 +131,16 @@ def decoder_predictor(model: LoadedModel, decoders: Sequence[str]) -> Predictor:
         for head in heads.values():
             head.hybridize()
 
+        def all_heads(images: mx.nd.NDArray) -> Tuple[mx.nd.NDArray, ...]:
+            raw = ssd(images)  # once, for every decoder
+            return tuple(out for head in heads.values() for out in head(*raw))
+
         def predict(images: mx.nd.NDArray) -> Dict[str, Detections]:
-            raw = ssd(images)
-            return {d: head(*raw) for d, head in heads.items()}
+            outputs = parallel_apply(all_heads, images, model.contexts)
+            return {d: outputs[3 * k:3 * k + 3] for k, d in enumerate(heads)}
         return predict
-    nets = {d: load_detector(model.source, s, ctx=model.ctx).net for d, s in specs.items()}
-    return lambda images: {d: net(images) for d, net in nets.items()}
+    models = {d: load_detector(model.source, s, ctx=model.contexts) for d, s in specs.items()}
+    return lambda images: {d: m.predict(images) for d, m in models.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +198,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
                    seed: Optional[int] = None, batch_size: Optional[int] = None,
                    metrics: Sequence[str] = METRICS, decoders: Optional[Sequence[str]] = None,
                    num_workers: int = 0, progress: bool = True,
-                   skip_bad: Optional[bool] = None) -> ModelEvaluation:
+                   skip_bad: Optional[bool] = None, ctx: Contexts = None) -> ModelEvaluation:
     """Evaluate a checkpoint or export on a dataset split (what ``gluon-ssd evaluate`` runs).
 
     Every setting left ``None`` takes the value the model was trained with (a checkpoint's
@@ -215,6 +220,8 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
         progress: show a tqdm bar.
         skip_bad: leave out (and list in ``unreadable``) images that cannot be decoded or are
             truncated, instead of stopping at the first; ``None``: as in training.
+        ctx: the device(s) to run on: one context or a list, over which each batch is split
+            (default: the CPU).
 
     Raises:
         ValueError: a missing or unreadable model or dataset, or a dataset whose classes are not
@@ -222,7 +229,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
         BadImageError: an image that cannot be decoded or is truncated (named), unless
             ``skip_bad``.
     """
-    model = load_detector(path)
+    model = load_detector(path, ctx=ctx)
     config = _data_config(model, data, data_root, val_size, seed, skip_bad)
     dataset = build_split(config, split, model.image_size)
     check_classes(model.classes, f"{model.source} detects", dataset.classes,
@@ -232,7 +239,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
                                num_workers)
     if decoders is None:
         name = model.spec.decoder if model.spec is not None else "model"
-        predict: Predictor = lambda images: {name: model.net(images)}  # noqa: E731
+        predict: Predictor = lambda images: {name: model.predict(images)}  # noqa: E731
     else:
         predict = decoder_predictor(model, decoders)
     evaluations = evaluate_many(predict, loader.epoch(0), model.classes, metrics=metrics,
