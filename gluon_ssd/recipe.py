@@ -33,6 +33,8 @@ class TrainConfig(Spec):
             process with ``num_workers`` > 0. 0 renders every time.
         mining, augment: hard negative mining / the paper's augmentation on or off (default:
             the preset's; on a finite dataset its :class:`~gluon_ssd.presets.FiniteDataSpec`'s).
+        flip: without the paper's augmentation, flip half the images horizontally (default as
+            ``augment``'s).
         anchors: ``"preset"``, ``"fit"`` (fitted to the training boxes before the network is
             built) or an anchor file (``gluon-ssd anchors --data ... --json``); default: the
             preset's choice for the data, or with ``init`` the initial model's anchors. The
@@ -74,6 +76,7 @@ class TrainConfig(Spec):
     mining: Optional[bool] = None
     augment: Optional[bool] = None
     zoom_out: Optional[float] = None
+    flip: Optional[bool] = None
     anchors: Optional[str] = None
     init: Optional[str] = None
     skip_bad: bool = False
@@ -92,7 +95,7 @@ class Recipe:
     """A config's settings, resolved.
 
     Attributes:
-        batch_size, learning_rate, eval_every, mining, augment, zoom_out: as in the preset's
+        batch_size, learning_rate, eval_every, mining, augment, zoom_out, flip: as in the preset's
             :class:`~gluon_ssd.presets.TrainSpec`.
         anchors: ``"preset"``, ``"fit"``, an anchor file, or ``None``: the initial model's
             (fine-tuning, ``init``).
@@ -105,6 +108,7 @@ class Recipe:
     mining: bool
     augment: bool
     zoom_out: float
+    flip: bool
     anchors: Optional[str]
     notes: Tuple[str, ...] = ()
 
@@ -127,6 +131,12 @@ def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
         if finite and finite.zoom_out and augment:
             notes.append(f"zoom-out up to {zoom_out:g}x (the paper's {spec.zoom_out:g}x shrinks "
                          "small objects below the smallest anchors; --zoom-out overrides)")
+    flip = config.get("flip")
+    if flip is None:
+        flip = finite.flip if finite else spec.flip
+        if finite and flip and not augment:
+            notes.append(f"horizontal flips: {preset.name}'s recipe for a finite dataset "
+                         "(--no-flip overrides)")
     anchors = config.get("anchors")
     if anchors is None and not config.get("init"):
         anchors = finite.anchors if finite else "preset"
@@ -138,7 +148,7 @@ def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
                   learning_rate=config.get("learning_rate") or spec.learning_rate,
                   eval_every=config.get("eval_every") or spec.eval_every,
                   mining=spec.mining if mining is None else mining, augment=augment,
-                  zoom_out=zoom_out, anchors=anchors, notes=tuple(notes))
+                  zoom_out=zoom_out, flip=flip, anchors=anchors, notes=tuple(notes))
 
 
 def choose_epochs(config: Mapping[str, Any], preset: Preset,

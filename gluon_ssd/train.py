@@ -156,7 +156,7 @@ class Run:
         self.batch_size, self.base_lr = recipe.batch_size, recipe.learning_rate
         self.eval_every, self.mining, self.augment = (recipe.eval_every, recipe.mining,
                                                       recipe.augment)
-        self.zoom_out = recipe.zoom_out
+        self.zoom_out, self.flip = recipe.zoom_out, recipe.flip
         self.anchor_choice = recipe.anchors  # None: the initial model's (init)
         self.notes: List[str] = list(recipe.notes)  # what the recipe chose and why, for the log
         self.size = cfg.image_size or self.preset.model.anchors.image_size
@@ -199,7 +199,7 @@ class Run:
         size, model = (self.size, self.size), self.preset.model
         self.train_loader = DetectionLoader(
             self.train_shard, TrainTransform(size, model.mean, model.std, augment=self.augment,
-                                             max_expand=self.zoom_out),
+                                             max_expand=self.zoom_out, flip=self.flip),
             self.batch_size, shuffle=True, seed=self.cfg.seed, last_batch="discard",
             num_workers=self.cfg.num_workers)
         self.val_loader = evaluation_loader(self.val_data, size, model.mean, model.std,

@@ -177,16 +177,20 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     finite = demo.finite
     recipe = choose_recipe({"data": "/my/data"}, demo)
     assert recipe.augment is finite.augment and recipe.anchors == finite.anchors
+    assert recipe.flip is finite.flip is True and not demo.train.flip
     assert any(n.startswith("augmentation ") for n in recipe.notes)
+    assert any(n.startswith("horizontal flips") for n in recipe.notes)
     assert choose_recipe({"data": "synthetic"}, demo) == replace(
         recipe, augment=demo.train.augment, zoom_out=demo.train.zoom_out, anchors="preset",
-        notes=())
+        flip=demo.train.flip, notes=())
     fitted = choose_recipe({"data": "/my/data"}, replace(demo, finite=replace(finite,
                                                                                anchors="fit")))
     assert fitted.anchors == "fit" and any("--anchors preset overrides" in n
                                            for n in fitted.notes)
-    override = choose_recipe({"data": "voc", "augment": False, "anchors": "preset"}, demo)
-    assert (override.augment, override.anchors, override.notes) == (False, "preset", ())
+    override = choose_recipe({"data": "voc", "augment": False, "flip": False,
+                              "anchors": "preset"}, demo)
+    assert (override.augment, override.flip, override.anchors, override.notes) == (
+        False, False, "preset", ())
     assert choose_recipe({"data": "x", "init": "demo"}, demo).anchors is None
     epochs, note = choose_epochs({"data": "x"}, demo, 600)
     assert epochs == -(-finite.images_seen // 600) and "images seen" in note
@@ -194,8 +198,8 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     assert choose_epochs({"data": "synthetic"}, demo, 5000) == (demo.train.epochs, None)
     assert choose_epochs({"data": "x"}, get_preset("ssd300"), 600)[0] == 240  # no recipe
     settings = fixed_settings({"data": "/my/data"}, demo)
-    assert (settings["anchors"], settings["augment"], settings["init"]) == (
-        finite.anchors, finite.augment, None)
+    assert (settings["anchors"], settings["augment"], settings["flip"], settings["init"]) == (
+        finite.anchors, finite.augment, finite.flip, None)
     assert fixed_settings({"data": "d", "init": "./demo"}, demo)["init"] == "demo"
     assert fixed_settings({"data": "d", "anchors": "./a.json"}, demo)["anchors"] == "a.json"
 

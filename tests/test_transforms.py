@@ -68,6 +68,29 @@ def test_no_augmentation_is_resize_and_normalise(shapes):
                                atol=1e-3)
 
 
+def test_flips_alone_mirror_half_the_images_and_their_boxes(shapes):
+    """``flip`` without the paper's augmentation: the resized image, or it and its boxes
+    mirrored left-right, about half the time, the same under a seed."""
+    image, label = shapes[0]
+    transform = TrainTransform((48, 64), augment=False, flip=True)
+    plain, plain_boxes = TrainTransform((48, 64), augment=False)(image, label)
+    mirrored_boxes = plain_boxes.copy()
+    mirrored_boxes[:, [0, 2]] = 64 - plain_boxes[:, [2, 0]]
+    flips = []
+    for seed in range(40):
+        with seeded_rngs(seed):
+            out, boxes = transform(image, label)
+        with seeded_rngs(seed):
+            again, _ = transform(image, label)
+        np.testing.assert_array_equal(out.asnumpy(), again.asnumpy())
+        flipped = not np.allclose(out.asnumpy(), plain.asnumpy())
+        if flipped:
+            np.testing.assert_allclose(out.asnumpy(), plain.asnumpy()[:, :, ::-1], atol=1e-6)
+        np.testing.assert_allclose(boxes, mirrored_boxes if flipped else plain_boxes, atol=1e-4)
+        flips.append(flipped)
+    assert 10 <= sum(flips) <= 30
+
+
 def test_eval_transform_scales_boxes_and_keeps_extra_columns():
     image = mx.nd.zeros((60, 80, 3), dtype="uint8")
     label = np.array([[8, 6, 40, 30, 1, 1], [0, 0, 80, 60, 0, 0]], np.float32)

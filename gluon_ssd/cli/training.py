@@ -57,7 +57,8 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="bf16: bfloat16 mixed precision (AMP on oneDNN's BF16 kernels; weights "
                         "stay float32); default float32")
-    for name, what in (("mining", "hard negative mining"), ("augment", "the paper's augmentation")):
+    for name, what in (("mining", "hard negative mining"), ("augment", "the paper's augmentation"),
+                       ("flip", "horizontal flips of half the images without --augment")):
         flag = p.add_mutually_exclusive_group()
         flag.add_argument(f"--{name}", dest=name, action="store_true", default=None,
                           help=f"use {what} (default: the preset's choice)")

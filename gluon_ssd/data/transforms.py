@@ -199,7 +199,8 @@ def to_network_input(image: mx.nd.NDArray, mean: Sequence[float],
 
 
 class TrainTransform:
-    """The paper's training augmentation, or plain resize + normalise with ``augment=False``.
+    """The paper's training augmentation, or plain resize + normalise with ``augment=False``
+    (and a horizontal flip of half the images with ``flip``).
 
     Args:
         size: network input ``(height, width)`` in pixels.
@@ -207,6 +208,7 @@ class TrainTransform:
             ``mean * 255`` also fills the zoom-out canvas.
         augment: apply the augmentation (False: the no-augmentation ablation).
         max_expand: largest zoom-out factor per side (the paper: 4).
+        flip: without ``augment`` (which flips anyway), flip half the images horizontally.
 
     Call with ``(image (H, W, 3) uint8, label (M, 6))`` (see :func:`as_label`); returns
     ``(image (3, height, width) float32 NDArray, label (K, 6) float32 numpy)``, boxes in pixels of
@@ -217,17 +219,20 @@ class TrainTransform:
 
     def __init__(self, size: Tuple[int, int], mean: Sequence[float] = DEFAULT_MEAN,
                  std: Sequence[float] = DEFAULT_STD, augment: bool = True,
-                 max_expand: float = 4.0):
+                 max_expand: float = 4.0, flip: bool = False):
         self.size = (int(size[0]), int(size[1]))
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment = augment
         self.max_expand = max_expand
+        self.flip = flip
 
     def __call__(self, image: Image, label: np.ndarray) -> Sample:
         image = _as_ndarray(image)
         label = as_label(label)
         if not self.augment:
             image, label = resize(image, label, self.size)
+            if self.flip:
+                image, label = random_hflip(image, label)
             return to_network_input(image, self.mean, self.std), label
         image = photometric_distort(image)
         image, label = zoom_out(image, label, [m * 255 for m in self.mean], self.max_expand)
