@@ -134,7 +134,8 @@ def decoder_predictor(model: LoadedModel, decoders: Sequence[str]) -> Predictor:
             raw = ssd(images)
             return {d: head(*raw) for d, head in heads.items()}
         return predict
-    nets = {d: load_detector(model.source, s, ctx=model.ctx).net for d, s in specs.items()}
+    nets = {d: load_detector(model.source, s, ctx=model.ctx, engine=model.engine,
+                             precision=model.precision).net for d, s in specs.items()}
     return lambda images: {d: net(images) for d, net in nets.items()}
 
 
@@ -193,7 +194,8 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
                    seed: Optional[int] = None, batch_size: Optional[int] = None,
                    metrics: Sequence[str] = METRICS, decoders: Optional[Sequence[str]] = None,
                    num_workers: int = 0, progress: bool = True,
-                   skip_bad: Optional[bool] = None) -> ModelEvaluation:
+                   skip_bad: Optional[bool] = None, engine: Optional[str] = None,
+                   precision: Optional[str] = None) -> ModelEvaluation:
     """Evaluate a checkpoint or export on a dataset split (what ``gluon-ssd evaluate`` runs).
 
     Every setting left ``None`` takes the value the model was trained with (a checkpoint's
@@ -202,7 +204,8 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
     For an export, the defaults are ``synthetic`` data with seed 0.
 
     Args:
-        path: a checkpoint file or an export prefix (:func:`gluon_ssd.detect.load_detector`).
+        path: a checkpoint file, an export prefix or an ONNX file
+            (:func:`gluon_ssd.detect.load_detector`).
         data: ``synthetic``, ``voc``, ``coco`` or a dataset folder (VOC or COCO format).
         data_root: root folder of ``voc`` / ``coco``.
         split: the split (``val``; ``train``; VOC names such as ``2007_test``).
@@ -215,6 +218,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
         progress: show a tqdm bar.
         skip_bad: leave out (and list in ``unreadable``) images that cannot be decoded or are
             truncated, instead of stopping at the first; ``None``: as in training.
+        engine, precision: how an ONNX file runs (see :func:`~gluon_ssd.detect.load_detector`).
 
     Raises:
         ValueError: a missing or unreadable model or dataset, or a dataset whose classes are not
@@ -222,7 +226,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
         BadImageError: an image that cannot be decoded or is truncated (named), unless
             ``skip_bad``.
     """
-    model = load_detector(path)
+    model = load_detector(path, engine=engine, precision=precision)
     config = _data_config(model, data, data_root, val_size, seed, skip_bad)
     dataset = build_split(config, split, model.image_size)
     check_classes(model.classes, f"{model.source} detects", dataset.classes,
