@@ -36,7 +36,7 @@ from .boxes import corner_to_xywh, to_pixels
 from .checkpoint import check_identity, load_checkpoint
 from .data.io import BadImageError, read_image
 from .data.transforms import EvalTransform
-from .deploy import ONNX_SUFFIX
+from .deploy import ONNX_SUFFIX, not_installed
 from .export import export_paths, export_prefix, exported_spec, import_model, read_export_meta
 from .model.head import DetectionNet
 from .presets import DetectSpec, get_preset
@@ -218,9 +218,12 @@ def _load_onnx(path: str, spec: SpecLike, preset: Optional[str],
                classes: Optional[Sequence[str]], engine: Optional[str],
                precision: Optional[str]) -> LoadedModel:
     """:func:`load_detector` for an ONNX file, on ``engine`` at ``precision``."""
-    # Imported here: onnx, onnxruntime and openvino load only when an ONNX file is.
     from .deploy.engines import open_session
-    from .deploy.onnx_model import read_onnx, redecode
+
+    try:  # imported here: onnx, onnxruntime and openvino load only when an ONNX file is
+        from .deploy.onnx_model import read_onnx, redecode
+    except ImportError as err:
+        raise not_installed(err, path) from None
 
     model, meta = read_onnx(path)
     check_identity(path, meta.get("preset"), meta["classes"], preset, classes)

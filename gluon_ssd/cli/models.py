@@ -198,8 +198,12 @@ def _check_onnx_output(args: argparse.Namespace) -> None:
 
 def _export_onnx(args: argparse.Namespace, detector, size) -> int:
     """``export --format onnx``: the detector as one ONNX file, FP32 or INT8."""
-    from ..deploy.onnx_model import export_onnx
+    from ..deploy import not_installed
 
+    try:
+        from ..deploy.onnx_model import export_onnx
+    except ImportError as err:
+        raise not_installed(err, "--format onnx") from None
     precision = args.precision or "fp32"
     calibration = None
     if precision == "int8":

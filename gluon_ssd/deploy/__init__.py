@@ -20,3 +20,10 @@ ONNX_SUFFIX = ".onnx"  # a model path ending so is an ONNX file
 INPUT = "data"  # (B, 3, H, W) float32, preprocessed
 RAW_OUTPUTS = ("cls_preds", "box_preds", "anchors")  # the SSD's, where re-decoding cuts
 OUTPUTS = ("ids", "scores", "boxes")  # the detector's (B, K, 1), (B, K, 1), (B, K, 4)
+INSTALL = "pip install -c constraints.txt 'gluon-ssd[onnx]'"
+
+
+def not_installed(err: ImportError, what: str) -> ValueError:
+    """The one-line error for ``what`` (an option or a file) when a package of the ONNX path is
+    missing."""
+    return ValueError(f"{what}: {err.name or err} is not installed; {INSTALL}")

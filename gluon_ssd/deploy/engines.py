@@ -27,12 +27,11 @@ from typing import Callable, List, Optional, Tuple
 import mxnet as mx
 import numpy as np
 
-from . import INPUT, OUTPUTS
+from . import INPUT, OUTPUTS, not_installed
 
 ENGINES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8")
 DEFAULT_ENGINE = "onnxruntime"
-INSTALL = "pip install -c constraints.txt 'gluon-ssd[onnx]'"
 
 Run = Callable[[np.ndarray], List[np.ndarray]]
 
@@ -128,7 +127,6 @@ def _openvino(model: bytes, precision: str, threads: Optional[int]) -> Run:
 
 
 _RUNNERS = {"onnxruntime": _onnxruntime, "openvino": _openvino}
-_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def open_session(model: bytes, engine: Optional[str] = None, precision: Optional[str] = None,
@@ -154,7 +152,6 @@ def open_session(model: bytes, engine: Optional[str] = None, precision: Optional
     try:
         __import__(engine)
     except ImportError as err:
-        raise ValueError(f"--engine {engine}: {_NAMES[engine]} is not installed ({err}); "
-                         f"{INSTALL}") from None
+        raise not_installed(err, f"--engine {engine}") from None
     precision = choose_precision(engine, precision, file_precision)
     return Session(_RUNNERS[engine](model, precision, threads), engine, precision, batch)

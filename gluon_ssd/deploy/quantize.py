@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import ModelProto
 
-from . import INPUT
+from . import INPUT, not_installed
 
 # gluon-ssd's calibration modes (as ``gluon-ssd quantize``) -> ONNX Runtime's CalibrationMethod.
 CALIBRATION_METHODS = {"naive": "MinMax", "entropy": "Entropy"}
@@ -62,10 +62,13 @@ def quantize_ssd(model: ModelProto, batches: Iterable[np.ndarray], num_batches: 
     Raises:
         ValueError: an unknown ``mode``, ``num_batches < 1`` or no batch.
     """
-    from onnxruntime import __version__ as ort_version
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    try:
+        from onnxruntime import __version__ as ort_version
+        from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
+                                              quantize_static)
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as err:
+        raise not_installed(err, "--precision int8") from None
 
     if mode not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration mode {mode!r}; choose from "
