@@ -22,6 +22,7 @@ import mxnet as mx
 import numpy as np
 import onnx
 import pytest
+from gluoncv.utils.bbox import bbox_iou
 from PIL import Image
 
 from gluon_ssd import DetectionNet, get_model, get_preset
@@ -33,7 +34,7 @@ from gluon_ssd.deploy import OUTPUTS, RAW_OUTPUTS
 from gluon_ssd.deploy.builder import OPSET
 from gluon_ssd.deploy.engines import ENGINES, bf16_missing
 from gluon_ssd.deploy.onnx_model import export_onnx, read_onnx
-from gluon_ssd.detect import detect, load_detector
+from gluon_ssd.detect import load_detector
 from gluon_ssd.export import export_meta
 from gluon_ssd.presets import DetectSpec
 from gluon_ssd.quantize import calibration_batches
@@ -202,15 +203,8 @@ def assert_close_to(reference, found, min_recall=0.85):
         for c, box in zip(ids[scores >= 0.5], boxes[scores >= 0.5]):
             candidates = f_boxes[(f_ids == c) & (f_scores >= 0.3)]
             total += 1
-            hits += bool(len(candidates)) and _iou(box, candidates).max() >= 0.7
+            hits += bool(len(candidates)) and bbox_iou(box[None], candidates).max() >= 0.7
     assert total >= 4 and hits >= min_recall * total, (hits, total)
-
-
-def _iou(box, boxes):
-    low, high = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=1)
-    area = lambda b: np.prod(b[..., 2:] - b[..., :2], axis=-1)  # noqa: E731
-    return inter / (area(box) + area(boxes) - inter)
 
 
 @pytest.fixture(scope="module")
@@ -413,3 +407,13 @@ def test_the_package_works_without_onnx_and_names_what_is_missing(bad, tmp_path)
     lines = [line for line in proc.stderr.splitlines() if ": error: " in line]
     assert len(lines) == 2 and all("onnx is not installed" in line and "gluon-ssd[onnx]" in line
                                    for line in lines), proc.stderr
+
+
+def test_a_layer_without_a_converter_is_named(demo_ssd, tmp_path, monkeypatch):
+    from gluon_ssd.deploy import graph
+
+    monkeypatch.delitem(graph.CONVERTERS, "L2Normalization")
+    with pytest.raises(ValueError, match=r"cannot export operator 'L2Normalization' \(node "
+                                         r"'.*l2normalization0'\) to ONNX: no converter"):
+        export_onnx(DetectionNet(demo_ssd, DEMO_SPEC), str(tmp_path / "x.onnx"), (64, 64))
+    assert not os.path.exists(tmp_path / "x.onnx")
