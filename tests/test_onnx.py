@@ -138,8 +138,9 @@ def test_ssd300_random_weights_detections_equal_mxnet(ssd300_file, engine, decod
     dict(force_suppress=True), dict(nms_topk=50), dict(nms_threshold=0.3, max_detections=20),
     dict(decoder="multibox", force_suppress=True), dict(decoder="multibox", nms_threshold=0.0),
     dict(decoder="multibox", nms_threshold=1.0, score_threshold=0.2),
+    dict(score_threshold=0.99999),
 ], ids=["force", "topk50", "nms03-max20", "multibox-force", "multibox-no-nms",
-        "multibox-nms1"])
+        "multibox-nms1", "nothing-above-threshold"])
 def test_other_decoding_settings_equal_mxnet(demo_file, demo_ssd, engine, change):
     path, x = demo_file
     spec = replace(DEMO_SPEC, **change)
@@ -242,9 +243,11 @@ def test_bf16_detections_are_close_to_fp32(demo_file, demo_ssd):
 
 
 @pytest.mark.skipif(bf16_missing() is None, reason="this CPU has BF16")
-def test_bf16_on_a_cpu_without_it_names_the_argument(demo_file):
+def test_bf16_on_a_cpu_without_it_names_the_argument(demo_file, tmp_path, capfd):
     with pytest.raises(ValueError, match=r"^--precision bf16: this CPU has no BF16"):
         load_detector(demo_file[0], engine="openvino", precision="bf16")
+    status = main(["evaluate", demo_file[0], "--engine", "openvino", "--precision", "bf16"])
+    _check(status, *capfd.readouterr(), ["--precision bf16", "no BF16"])
 
 
 # ---------------------------------------------------------------------------------------------
