@@ -1,12 +1,12 @@
 """ONNX export and its engines: the MXNet detector's detections from ONNX Runtime and OpenVINO.
 
 Equal detections: the shipped demo model (at its 192x192 and at a non-square 256x320) and SSD300
-with random weights, each decoder, both engines, several images, against
+with random weights (GluonCV's, converted), each decoder, both engines, several images, against
 :class:`~gluon_ssd.model.head.DetectionNet` on the same preprocessed batch: per image the same
 number of rows, each matched by one row of the same class with score and box within 1e-4
-(compared as sets: equal scores may be ordered differently). Random SSD300 predictors are scaled
-so that the probabilities spread over (0, 1), as in ``test_gluoncv_ssd.py``: untouched, every
-class of every anchor scores about 1 / 21 and the ranking is noise.
+(compared as sets: equal scores may be ordered differently). The random SSD300's predictors are
+scaled so that the probabilities spread over (0, 1) (``test_gluoncv_ssd.gluoncv_reference``):
+untouched, every class of every anchor scores about 1 / 21 and the ranking is noise.
 
 Then: the checker and the opset, the metadata, other decoding settings, a fixed batch, INT8 and
 BF16 close to FP32, a GluonCV SSD converted and exported, the command line, bad inputs (one
@@ -27,7 +27,7 @@ from PIL import Image
 
 from gluon_ssd import DetectionNet, get_model, get_preset
 from gluon_ssd.cli import main
-from gluon_ssd.data.datasets import VOC_CLASSES
+from gluon_ssd.convert import load_gluoncv_ssd
 from gluon_ssd.data.synthetic import SyntheticShapes
 from gluon_ssd.data.transforms import EvalTransform
 from gluon_ssd.deploy import OUTPUTS, RAW_OUTPUTS
@@ -106,27 +106,23 @@ def test_demo_detections_equal_mxnet(demo_file, demo_ssd, engine, decoder):
 
 @pytest.fixture(scope="module")
 def ssd300_file(tmp_path_factory):
-    """``(ssd, path, x)``: SSD300 with random weights (predictors scaled), exported with the
-    multibox decoder, and 2 random images."""
-    mx.random.seed(0)
-    ssd = get_model("ssd300_vgg16", VOC_CLASSES)
-    x = mx.nd.array(np.random.RandomState(0).normal(size=(2, 3, 300, 300)), dtype="float32")
-    features = ssd.features(x)
-    for predictors, target in ((ssd.class_predictors, 2.0), (ssd.box_predictors, 1.0)):
-        for predictor, feature in zip(predictors, features):
-            factor = target / predictor(feature).asnumpy().std()
-            for param in (predictor.weight, predictor.bias):
-                param.set_data(param.data() * factor)
-    path = str(tmp_path_factory.mktemp("ssd300_onnx") / "ssd300.onnx")
+    """``(reference, ssd, path, x)``: GluonCV's SSD300 for VOC with random weights (its
+    predictors scaled, see ``test_gluoncv_ssd.gluoncv_reference``), converted into gluon-ssd,
+    exported with the multibox decoder; 2 images: GluonCV's input and another."""
+    folder = tmp_path_factory.mktemp("ssd300_onnx")
+    reference = gluoncv_reference("ssd_300_vgg16_atrous_voc", 300, str(folder))
+    ssd, _ = load_gluoncv_ssd(reference.path)
+    path = str(folder / "ssd300.onnx")
     export_onnx(DetectionNet(ssd, DetectSpec()), path, (300, 300), preset="ssd300_vgg16")
-    return ssd, path, x
+    other = mx.nd.array(np.random.RandomState(1).normal(size=(1, 3, 300, 300)), dtype="float32")
+    return reference, ssd, path, mx.nd.concat(reference.x, other, dim=0)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_ssd300_random_weights_detections_equal_mxnet(ssd300_file, engine, decoder):
-    ssd, path, x = ssd300_file
+    _, ssd, path, x = ssd300_file
     spec = DetectSpec(decoder=decoder)
     expected = DetectionNet(ssd, spec)(x)
     assert_same_detections(expected, load_detector(path, spec, engine=engine).net(x))
@@ -254,8 +250,8 @@ def test_bf16_on_a_cpu_without_it_names_the_argument(demo_file, tmp_path, capfd)
 # GluonCV's SSDs, converted, export the same way
 
 @pytest.mark.slow
-def test_a_converted_gluoncv_ssd300_exports_and_detects_like_gluoncv(tmp_path):
-    ref = gluoncv_reference("ssd_300_vgg16_atrous_voc", 300, str(tmp_path))
+def test_a_converted_gluoncv_ssd300_exports_and_detects_like_gluoncv(ssd300_file, tmp_path):
+    ref = ssd300_file[0]
     checkpoint, path = str(tmp_path / "converted.params"), str(tmp_path / "converted.onnx")
     assert main(["convert", "--from-gluoncv", ref.path, "-o", checkpoint]) == 0
     assert main(["export", checkpoint, "--format", "onnx", "-o", path, "--decoder",
