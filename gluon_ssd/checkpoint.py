@@ -26,6 +26,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .devices import Contexts, as_contexts, first_data
 from .jsonfile import json_ready
 from .model.ssd import SSD
 from .model.weights import assign, load_arrays
@@ -67,10 +68,11 @@ def restore_optimizer(net: SSD, trainer: gluon.Trainer, arrays: Dict[str, mx.nd.
     opt.num_update = counters["num_update"]
     opt._index_update_count.clear()
     opt._index_update_count.update({index[n]: c for n, c in counters["update_count"].items()})
-    for updater in trainer._updaters:
+    # one updater per device (every device runs the optimiser on the summed gradient)
+    for ctx, updater in zip(trainer._contexts, trainer._updaters):
         for name, layout in counters["state_layout"].items():
             parts = [arrays.get(f"optimizer:{name}:{j}") for j in range(max(layout, 1))]
-            parts = [None if p is None else p.copy() for p in parts]
+            parts = [None if p is None else p.copyto(ctx) for p in parts]
             updater.states[index[name]] = parts[0] if layout == -1 else tuple(parts)
             updater.states_synced[index[name]] = False
 
@@ -78,7 +80,8 @@ def restore_optimizer(net: SSD, trainer: gluon.Trainer, arrays: Dict[str, mx.nd.
 def save_checkpoint(path: str, net: SSD, meta: Dict[str, Any],
                     trainer: Optional[gluon.Trainer] = None) -> None:
     """Write ``net`` (+ ``trainer``'s state) and ``meta`` to ``path`` atomically."""
-    arrays = {f"model:{k}": p.data() for k, p in net._collect_params_with_prefix().items()}
+    # from the first device: the same on every one; stored without a device
+    arrays = {f"model:{k}": first_data(p) for k, p in net._collect_params_with_prefix().items()}
     meta = dict(meta, classes=list(net.classes), model_spec=dataclasses.asdict(net.spec))
     if trainer is not None:
         opt_arrays, meta["optimizer"] = optimizer_arrays(net, trainer)
@@ -154,14 +157,19 @@ def check_identity(source: str, found_preset: Optional[str], found_classes: Sequ
 
 def model_from_checkpoint(arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any], source: str,
                           preset: Optional[str] = None, classes: Optional[Sequence[str]] = None,
-                          ctx: mx.Context = mx.cpu()) -> SSD:
-    """The SSD that a checkpoint's ``(arrays, meta)`` describe, with its weights.
+                          ctx: Contexts = None, training: bool = False) -> SSD:
+    """The SSD that a checkpoint's ``(arrays, meta)`` describe, with its weights, on ``ctx``
+    (one context or a list; default the CPU). ``training`` over several contexts shares
+    BatchNorm's batch statistics between them (``SyncBatchNorm``, :mod:`gluon_ssd.devices`);
+    inference needs no sharing, and keeps the one-device layers an export writes.
 
     ``preset``/``classes``, when given, must match the checkpoint's; a mismatch names both.
     """
     check_identity(source, meta.get("preset"), meta["classes"], preset, classes)
-    net = SSD(ModelSpec.from_dict(meta["model_spec"], source), meta["classes"])
-    net.initialize(ctx=ctx)
+    contexts = as_contexts(ctx)
+    net = SSD(ModelSpec.from_dict(meta["model_spec"], source), meta["classes"],
+              len(contexts) if training else 1)
+    net.initialize(ctx=contexts)
     assign(net, {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")},
            source)
     return net
@@ -169,22 +177,23 @@ def model_from_checkpoint(arrays: Dict[str, mx.nd.NDArray], meta: Dict[str, Any]
 
 def load_checkpoint(path: str, preset: Optional[str] = None,
                     classes: Optional[Sequence[str]] = None,
-                    ctx: mx.Context = mx.cpu()) -> Tuple[SSD, Dict[str, Any]]:
-    """Build the SSD a checkpoint file describes and load its weights: ``(net, meta)``."""
+                    ctx: Contexts = None) -> Tuple[SSD, Dict[str, Any]]:
+    """Build the SSD a checkpoint file describes and load its weights onto ``ctx`` (one context
+    or a list; default the CPU): ``(net, meta)``."""
     arrays, meta = read_checkpoint(path)
     return model_from_checkpoint(arrays, meta, path, preset, classes, ctx), meta
 
 
 def fine_tune_start(path: str, classes: Sequence[str], preset: Optional[str] = None,
                     anchors: Optional[AnchorSpec] = None,
-                    ctx: mx.Context = mx.cpu()) -> Tuple[SSD, int, int]:
+                    ctx: Contexts = None) -> Tuple[SSD, int, int]:
     """An SSD for ``classes`` starting from a trained checkpoint (fine-tuning): its backbone and
     box predictors, and the class predictors' rows of the background and of every class in
     both lists (:meth:`~gluon_ssd.model.ssd.SSD.reset_classes`); other classes start fresh.
 
     ``anchors``, when given, replace the checkpoint's: the box predictors of layers whose anchor
-    count changes start fresh too. Returns ``(net, arrays kept, arrays)``, both counted without
-    the class predictors.
+    count changes start fresh too. The net lives on ``ctx`` (one context or a list).
+    Returns ``(net, arrays kept, arrays)``, both counted without the class predictors.
     ``ValueError`` naming ``path`` if the checkpoint is of another preset than ``preset``.
     """
     arrays, meta = read_checkpoint(path)
@@ -192,8 +201,9 @@ def fine_tune_start(path: str, classes: Sequence[str], preset: Optional[str] = N
     spec = ModelSpec.from_dict(meta["model_spec"], path)
     if anchors is not None:
         spec = dataclasses.replace(spec, anchors=anchors)
-    net = SSD(spec, meta["classes"])
-    net.initialize(ctx=ctx)
+    contexts = as_contexts(ctx)
+    net = SSD(spec, meta["classes"], len(contexts))
+    net.initialize(ctx=contexts)
     params = net._collect_params_with_prefix()
     stored = {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")}
     fits = {k: v for k, v in stored.items()

@@ -7,7 +7,7 @@ Everything goes to one run folder: the training run's files (checkpoints, logs, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 from .anchors import preset_table
 from .anchor_fit import describe_fit, fit_anchors
@@ -24,7 +24,8 @@ DEMO_PICTURES = ("anchors_per_layer.png", "anchors_at_pixel.png", "coverage.png"
 def demo_config(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] = None,
                 train_size: Optional[int] = None, val_size: Optional[int] = None,
                 image_size: Optional[int] = None, batch_size: Optional[int] = None,
-                progress: bool = True, overwrite: bool = False) -> TrainConfig:
+                progress: bool = True, overwrite: bool = False,
+                gpus: Optional[Tuple[int, ...]] = None) -> TrainConfig:
     """The demo's training run (the ``make demo`` recipe; the shipped ``demo`` weights are its
     best checkpoint with the defaults): the ``demo`` preset on SyntheticShapes, seed 0."""
     # No loader process: on a machine with few cores a loader process takes CPU from oneDNN's
@@ -33,13 +34,14 @@ def demo_config(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] 
     return TrainConfig(preset="demo", data="synthetic", out=str(out), epochs=epochs,
                        train_size=train_size, val_size=val_size, image_size=image_size,
                        batch_size=batch_size, num_workers=0, progress=progress,
-                       overwrite=overwrite)
+                       overwrite=overwrite, gpus=gpus)
 
 
 def run_demo(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] = None,
              train_size: Optional[int] = None, val_size: Optional[int] = None,
              image_size: Optional[int] = None, batch_size: Optional[int] = None,
-             progress: bool = True, overwrite: bool = False) -> TrainResult:
+             progress: bool = True, overwrite: bool = False,
+             gpus: Optional[Tuple[int, ...]] = None) -> TrainResult:
     """Train the ``demo`` preset into ``out`` (``None`` settings: the preset's) and draw the
     run's pictures, then plot SSD300's anchors and their coverage of random elongated boxes
     there; prints the anchor table, the coverage summary and the validation mAP. Returns the
@@ -48,7 +50,7 @@ def run_demo(out: Union[str, "Path"] = "runs/demo", *, epochs: Optional[int] = N
     out = Path(out)
     result = train(demo_config(out, epochs=epochs, train_size=train_size, val_size=val_size,
                                image_size=image_size, batch_size=batch_size, progress=progress,
-                               overwrite=overwrite))
+                               overwrite=overwrite, gpus=gpus))
     write_run_pictures(result.out)
     preset = get_preset("ssd300")
     spec = preset.model.anchors

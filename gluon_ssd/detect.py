@@ -37,6 +37,7 @@ from .checkpoint import check_identity, load_checkpoint
 from .data.io import BadImageError, read_image
 from .data.transforms import EvalTransform
 from .deploy import ONNX_SUFFIX, not_installed
+from .devices import Contexts, as_contexts, parallel_apply
 from .export import export_paths, export_prefix, exported_spec, import_model, read_export_meta
 from .model.head import DetectionNet
 from .presets import DetectSpec, get_preset
@@ -59,9 +60,9 @@ class LoadedModel:
         image_size: ``(H, W)`` the images are resized to (the training / export size).
         mean, std: preprocessing: RGB / 255, minus ``mean``, divided by ``std``.
         preset: the preset's name, ``None`` if not recorded.
-        source: the checkpoint file or export prefix it was loaded from.
+        source: the checkpoint file, export prefix or ONNX file it was loaded from.
         spec: the decoding settings in effect (``None``: an export that did not record them).
-        ctx: the device ``net`` runs on.
+        contexts: the devices ``net`` runs on (:meth:`predict` splits a batch over them).
         training_config: the ``TrainConfig`` fields a checkpoint recorded (data, seed, sizes);
             empty for an export or a converted checkpoint.
         engine, precision: what runs an ONNX file (``onnxruntime`` or ``openvino``; ``fp32``,
@@ -76,10 +77,15 @@ class LoadedModel:
     preset: Optional[str]
     source: str
     spec: Optional[DetectSpec] = None
-    ctx: mx.Context = field(default_factory=mx.cpu)
+    contexts: Tuple[mx.Context, ...] = (mx.cpu(),)
     training_config: Dict[str, Any] = field(default_factory=dict)
     engine: Optional[str] = None
     precision: Optional[str] = None
+
+    def predict(self, images: mx.nd.NDArray) -> Outputs:
+        """:attr:`net` on preprocessed ``images (B, 3, H, W)`` (on any device), the batch split
+        over :attr:`contexts`: ``ids, scores, boxes`` on the first of them."""
+        return parallel_apply(self.net, images, self.contexts)
 
     def preprocess(self, image: np.ndarray) -> mx.nd.NDArray:
         """``(h, w, 3)`` uint8 RGB -> ``(3, H, W)`` float32 network input (resized, normalised)."""
@@ -143,7 +149,7 @@ def preset_spec(preset: Optional[str]) -> DetectSpec:
 
 def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *,
                   preset: Optional[str] = None, classes: Optional[Sequence[str]] = None,
-                  ctx: mx.Context = mx.cpu(), engine: Optional[str] = None,
+                  ctx: Contexts = None, engine: Optional[str] = None,
                   precision: Optional[str] = None) -> LoadedModel:
     """Load a checkpoint file (``*.params`` from training or conversion), an export prefix or
     an ONNX file.
@@ -159,7 +165,8 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
             settings (checkpoint) or the exported ones (export).
         preset, classes: when given, the model must be of this preset (short names such as
             ``ssd300`` accepted) / have these classes.
-        ctx: the device to run on (MXNet models).
+        ctx: the device(s) to run on: one context or a list, over which each batch is split
+            (default: the CPU; an ONNX file runs on the CPU).
         engine, precision: an ONNX file's engine (``onnxruntime``, the default, or
             ``openvino``) and precision (``fp32``, ``bf16``, ``int8``; default: the file's).
 
@@ -170,7 +177,10 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
     """
     path = os.fspath(path)
     preset = get_preset(preset).name if preset is not None else None
+    ctx = tuple(as_contexts(ctx))
     if path.endswith(ONNX_SUFFIX):
+        if ctx != (mx.cpu(),):
+            raise ValueError(f"--gpus: {path} is an ONNX file, which its engines run on the CPU")
         return _load_onnx(path, spec, preset, classes, engine, precision)
     if engine is not None or precision is not None:
         raise ValueError(f"--engine and --precision apply to ONNX files (*{ONNX_SUFFIX}), not "
@@ -194,7 +204,7 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
 
 
 def _load_export(prefix: str, spec: SpecLike, preset: Optional[str],
-                 classes: Optional[Sequence[str]], ctx: mx.Context) -> LoadedModel:
+                 classes: Optional[Sequence[str]], ctx: Tuple[mx.Context, ...]) -> LoadedModel:
     """:func:`load_detector` for an export prefix."""
     meta = read_export_meta(prefix)
     check_identity(prefix, meta.get("preset"), meta["classes"], preset, classes)
@@ -205,7 +215,8 @@ def _load_export(prefix: str, spec: SpecLike, preset: Optional[str],
 
 
 def _exported(net: Callable[[mx.nd.NDArray], Outputs], meta: Dict[str, Any], source: str,
-              spec: Optional[DetectSpec], ctx: mx.Context, **runtime) -> LoadedModel:
+              spec: Optional[DetectSpec], ctx: Tuple[mx.Context, ...], **runtime
+              ) -> LoadedModel:
     """The :class:`LoadedModel` of an exported ``net`` (MXNet export or ONNX file) from its
     metadata (classes, input size, preprocessing)."""
     info = meta["input"]
@@ -233,7 +244,7 @@ def _load_onnx(path: str, spec: SpecLike, preset: Optional[str],
     session = open_session(model.SerializeToString(), engine, precision,
                            file_precision=meta.get("precision", "fp32"),
                            batch=batch if isinstance(batch, int) else None)
-    return _exported(session, meta, path, detect_spec, mx.cpu(), engine=session.engine,
+    return _exported(session, meta, path, detect_spec, (mx.cpu(),), engine=session.engine,
                      precision=session.precision)
 
 
@@ -293,7 +304,7 @@ def iter_detections(detector: LoadedModel, images: Union[ImageInput, Sequence[Im
             if not loaded:
                 continue
             batch = mx.nd.stack(*[detector.preprocess(image) for _, image in loaded])
-            outputs = detector.net(batch.as_in_context(detector.ctx))
+            outputs = detector.predict(batch)
             ids, scores, boxes = (o.asnumpy() for o in outputs)
             for row, (index, image) in enumerate(loaded):
                 keep = (ids[row, :, 0] >= 0) & (scores[row, :, 0] >= threshold)
@@ -308,7 +319,8 @@ def iter_detections(detector: LoadedModel, images: Union[ImageInput, Sequence[Im
 def detect(model: Union[LoadedModel, str, "os.PathLike[str]"],
            images: Union[ImageInput, Sequence[ImageInput]], threshold: float = 0.5, *,
            spec: SpecLike = None, batch_size: int = 8, progress: bool = False,
-           on_error: Optional[Callable[[BadImageError], None]] = None) -> List[Detections]:
+           on_error: Optional[Callable[[BadImageError], None]] = None,
+           ctx: Contexts = None) -> List[Detections]:
     """Detect objects in one image or a sequence of images.
 
     Args:
@@ -321,6 +333,7 @@ def detect(model: Union[LoadedModel, str, "os.PathLike[str]"],
         progress: show a tqdm bar.
         on_error: called with the :class:`BadImageError` of each unreadable file, which is then
             skipped (default: raise it).
+        ctx: the device(s) a model loaded here runs on (see :func:`load_detector`).
 
     Returns:
         One :class:`Detections` per image read, boxes in that image's pixels.
@@ -332,11 +345,12 @@ def detect(model: Union[LoadedModel, str, "os.PathLike[str]"],
             print(d.source, list(zip(d.class_names, d.scores, d.boxes.round())))
     """
     if isinstance(model, LoadedModel):
-        if spec is not None:
-            raise ValueError("spec applies when a detector is loaded: pass it to load_detector")
+        if spec is not None or ctx is not None:
+            raise ValueError("spec and ctx apply when a detector is loaded: pass them to "
+                             "load_detector")
         detector = model
     else:
-        detector = load_detector(model, spec)
+        detector = load_detector(model, spec, ctx=ctx)
     return [d for _, d in iter_detections(detector, images, threshold, batch_size=batch_size,
                                           progress=progress, on_error=on_error)]
 

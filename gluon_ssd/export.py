@@ -22,13 +22,14 @@ import json
 import math
 import os
 import re
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import mxnet as mx
 from mxnet import gluon
 
 from .boxes import DEFAULT_VARIANCES, BoxCoder
 from .checkpoint import check_meta
+from .devices import Contexts, as_contexts, block_contexts
 from .jsonfile import write_json
 from .model.head import DetectionNet
 from .model.weights import mxnet_reason
@@ -56,8 +57,8 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     net.hybridize()
-    net(mx.nd.zeros((1, 3) + tuple(image_size)))
-    net.export(prefix, epoch=0)
+    net(mx.nd.zeros((1, 3) + tuple(image_size), ctx=block_contexts(net)[0]))
+    net.export(prefix, epoch=0)  # each parameter once, whatever the devices: device-free
     # Calling a block on a symbol names its nodes exactly as in the exported trace.
     ssd_outputs = [out.list_outputs()[0] for out in net.ssd(mx.sym.var("data"))]
     meta = export_meta(net, image_size, preset, ssd_outputs, extra_meta)
@@ -164,10 +165,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def import_model(prefix: str, ctx: mx.Context = mx.cpu(), spec: Optional[DetectSpec] = None
+def import_model(prefix: str, ctx: Contexts = None, spec: Optional[DetectSpec] = None
                  ) -> Tuple[gluon.HybridBlock, dict]:
-    """Load an exported detector: ``(block, metadata dict)``, ``block``: ``data (B, 3, H, W)``
-    -> ``(ids, scores, boxes)``.
+    """Load an exported detector onto ``ctx`` (one context or a list; default the CPU):
+    ``(block, metadata dict)``, ``block``: ``data (B, 3, H, W)`` -> ``(ids, scores, boxes)``.
 
     With ``spec`` (decoding settings) other than the exported ones, the graph is cut at the
     SSD's raw outputs and decoded by a new detector: the block is then a
@@ -180,6 +181,7 @@ def import_model(prefix: str, ctx: mx.Context = mx.cpu(), spec: Optional[DetectS
     """
     paths = export_paths(prefix)
     meta = read_export_meta(prefix)
+    ctx = as_contexts(ctx)
     embedded = exported_spec(meta, paths["meta"])
     graph = _load_graph(paths["symbol"])
     if spec is None or spec == embedded:
@@ -211,7 +213,8 @@ def _load_graph(path: str) -> mx.sym.Symbol:
         raise ValueError(f"{path}: not an MXNet symbol file ({mxnet_reason(err)})") from None
 
 
-def _symbol_block(outputs: mx.sym.Symbol, params: str, ctx: mx.Context) -> gluon.SymbolBlock:
+def _symbol_block(outputs: mx.sym.Symbol, params: str,
+                  ctx: List[mx.Context]) -> gluon.SymbolBlock:
     """``gluon.SymbolBlock.imports`` for a graph already loaded (or cut), with a float32 input
     (which spares the warning that the input's type cannot be inferred); ``ValueError`` naming
     ``params`` if it is not a parameter file or lacks a parameter of the graph."""

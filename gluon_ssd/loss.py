@@ -14,6 +14,7 @@ negatives: they take part in no loss term.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import mxnet as mx
 
@@ -67,7 +68,9 @@ class SSDLoss:
         mining: False keeps every background anchor (the ablation without hard negative mining).
 
     Call with ``cls_preds (B, N, C+1)`` logits, ``box_preds (B, N*4)``, and the targets
-    ``cls_target (B, N)``, ``loc_target (B, N*4)``, ``loc_mask (B, N*4)``.
+    ``cls_target (B, N)``, ``loc_target (B, N*4)``, ``loc_mask (B, N*4)``; ``num_positives``
+    divides instead of these images' own positives: on one device's part of a batch split over
+    several, the whole batch's, so that the parts' losses add up to the whole batch's.
     """
 
     def __init__(self, negative_ratio: float = 3.0, min_negatives: int = 16, alpha: float = 1.0,
@@ -77,7 +80,8 @@ class SSDLoss:
         self.alpha = alpha
         self.mining = mining
 
-    def __call__(self, cls_preds, box_preds, cls_target, loc_target, loc_mask) -> LossParts:
+    def __call__(self, cls_preds, box_preds, cls_target, loc_target, loc_mask,
+                 num_positives: Optional[float] = None) -> LossParts:
         conf_loss = confidence_loss(cls_preds, cls_target)  # (B, N)
         positive = cls_target > 0
         if self.mining:
@@ -86,8 +90,20 @@ class SSDLoss:
         else:
             negative = cls_target == 0
         num_pos = positive.sum()
-        norm = mx.nd.maximum(num_pos, 1)
+        norm = mx.nd.maximum(num_pos, 1) if num_positives is None else max(num_positives, 1.0)
         confidence = (conf_loss * (positive + negative)).sum() / norm
         localization = (mx.nd.smooth_l1(box_preds - loc_target, scalar=1.0) * loc_mask).sum() / norm
         return LossParts(confidence + self.alpha * localization, confidence, localization,
                          float(num_pos.asscalar()), float(negative.sum().asscalar()))
+
+
+def sum_parts(parts) -> LossParts:
+    """The :class:`LossParts` of a batch from those of its parts on several devices (each
+    divided by the whole batch's positives, so they add up), on the first part's device."""
+    device = parts[0].total.context
+
+    def total(name: str) -> mx.nd.NDArray:
+        return mx.nd.add_n(*[getattr(p, name).as_in_context(device) for p in parts])
+
+    return LossParts(total("total"), total("confidence"), total("localization"),
+                     sum(p.num_positives for p in parts), sum(p.num_negatives for p in parts))

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence, Tuple, Union
 
-import mxnet as mx
 
 from .checkpoint import load_checkpoint
+from .devices import Contexts, as_contexts
 from .model.ssd import SSD
 from .model.weights import load_base
 from .presets import get_preset
@@ -42,7 +42,7 @@ def resolve_model(path: Union[str, "os.PathLike[str]"]) -> str:
 
 
 def get_model(name: str, classes: Optional[Sequence[str]] = None, *, pretrained: bool = False,
-              pretrained_base: Optional[str] = None, ctx: Optional[mx.Context] = None) -> SSD:
+              pretrained_base: Optional[str] = None, ctx: Contexts = None) -> SSD:
     """The SSD of preset ``name``, initialised.
 
     Args:
@@ -54,9 +54,9 @@ def get_model(name: str, classes: Optional[Sequence[str]] = None, *, pretrained:
         pretrained: load the weights shipped for ``name`` (:data:`PRETRAINED`).
         pretrained_base: optional path to an ImageNet VGG16 parameter file (GluonCV's ``vgg16``
             or ``vgg16_atrous``); see :func:`gluon_ssd.model.weights.load_base`.
-        ctx: device (default CPU).
+        ctx: the device(s): one context or a list (default the CPU).
     """
-    ctx = ctx or mx.cpu()
+    ctx = as_contexts(ctx)
     if pretrained:
         if pretrained_base:
             raise ValueError("pretrained=True loads every weight; drop pretrained_base")

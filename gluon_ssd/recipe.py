@@ -47,6 +47,9 @@ class TrainConfig(Spec):
         pretrained_base: ImageNet VGG16 parameter file for the base network.
         dtype: ``float32``, or ``bf16`` for bfloat16 mixed precision (``mxnet.contrib.amp`` on
             oneDNN; switches the whole process, see :mod:`gluon_ssd.precision`).
+        gpus: the GPUs to train on, each batch split over them (``None``: the CPU; ``train``'s
+            ``ctx`` argument takes any contexts). Not a setting of the run: a resume may use
+            other devices.
         kvstore: ``local``, ``device``, ``dist_sync``, ``dist_async`` or ``horovod`` (see
             :mod:`gluon_ssd.distributed.cluster`); ``batch_size`` is per worker, rank 0 logs,
             evaluates and writes the checkpoints and logs (and its caller the pictures).
@@ -78,6 +81,7 @@ class TrainConfig(Spec):
     overwrite: bool = False
     pretrained_base: Optional[str] = None
     dtype: str = "float32"
+    gpus: Optional[Tuple[int, ...]] = None
     progress: bool = True
     kvstore: str = "local"
     record_workers: bool = False

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
+from mxnet.gluon.utils import split_and_load
 from tqdm import tqdm
 
 from .anchor_fit import choose_anchors, coverage_note
@@ -28,19 +29,21 @@ from .checkpoint import (fine_tune_start, model_from_checkpoint, restore_optimiz
 from .data.datasets import DataConfig, build_split
 from .data.labels import check_classes, dataset_boxes
 from .data.transforms import Batch, DetectionLoader, TrainTransform
+from .devices import (Contexts, as_contexts, first_data, gpu_contexts, parallel_apply,
+                      run_on_devices)
 from .distributed.cluster import Cluster, WorkerRecord, connect
 from .evaluation.run import evaluate, evaluation_loader
-from .loss import LossParts, SSDLoss
+from .loss import LossParts, SSDLoss, sum_parts
 from .model.head import DetectionNet
 from .model.ssd import SSD
 from .model.weights import load_base
-from .precision import set_training_dtype
 from .model_zoo import resolve_model
+from .precision import set_training_dtype
 from .presets import SYNTHETIC_DATA, Preset, TrainSpec, get_preset
 from .recipe import TrainConfig, choose_epochs, choose_recipe
-from .schedule import learning_rate, server_lr_scheduler
 from .run_folder import (BEST, LAST, fixed_settings, open_run_folder, start_run_folder,
                          write_log)
+from .schedule import learning_rate, server_lr_scheduler
 from .targets import multibox_targets
 
 VALIDATION_METRIC = "voc07"  # what EpochRecord.val_map and the best checkpoint go by
@@ -95,7 +98,10 @@ def make_trainer(net: SSD, spec: TrainSpec, lr: float, cluster: Optional[Cluster
         params["momentum"] = spec.momentum
     if lr_scheduler is not None:
         params.update(lr_scheduler=lr_scheduler, begin_num_update=done_updates)
-    return (cluster or Cluster()).trainer(net.collect_params(), spec.optimizer, params)
+    # Only what has a gradient: BatchNorm's running statistics are no optimiser's business,
+    # and a kvstore over several devices would overwrite them with its initial copy.
+    trainable = {name: p for name, p in net.collect_params().items() if p.grad_req != "null"}
+    return (cluster or Cluster()).trainer(trainable, spec.optimizer, params)
 
 
 def logged_losses(parts: LossParts) -> Dict[str, np.float32]:
@@ -113,8 +119,10 @@ class Run:
     resumed), each by one method below.
     """
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, ctx: Contexts = None):
         self.cfg = cfg
+        # ctx, else --gpus, else the CPU: several devices split each batch between them
+        self.contexts = as_contexts(ctx) if ctx is not None else gpu_contexts(cfg.gpus)
         set_training_dtype(cfg.dtype)  # before any network is traced
         self.cluster: Cluster = connect(cfg.kvstore)
         self.progress = cfg.progress and self.cluster.is_root
@@ -154,6 +162,10 @@ class Run:
         self.size = cfg.image_size or self.preset.model.anchors.image_size
         if cfg.init and cfg.pretrained_base:
             raise ValueError("--init starts from a whole trained model; drop --pretrained-base")
+        if self.batch_size % len(self.contexts):
+            # SyncBatchNorm averages the devices' statistics: equal shares make them the batch's
+            raise ValueError(f"argument --batch-size: {self.batch_size} images do not split "
+                             f"evenly over {len(self.contexts)} devices")
 
     def _schedule(self) -> int:
         epochs, note = choose_epochs(dataclasses.asdict(self.cfg), self.preset,
@@ -207,7 +219,8 @@ class Run:
         self.net.hybridize(static_alloc=True, static_shape=True)
         self.detector = DetectionNet(self.net, self.preset.detect)
         self.detector.hybridize(static_alloc=True, static_shape=True)
-        self.anchors = self.net(mx.nd.zeros((1, 3, self.size, self.size)))[2]
+        device = self.contexts[0]
+        self.anchors = self.net(mx.nd.zeros((1, 3, self.size, self.size), ctx=device))[2]
 
     def _new_model(self) -> SSD:
         """A fresh SSD (with the ImageNet base if given) or, with ``init``, one fine-tuned from
@@ -218,13 +231,15 @@ class Run:
             anchors = choose_anchors(self.anchor_choice, base, self.train_boxes)
         if cfg.init:
             source = resolve_model(cfg.init)
-            net, kept, total = fine_tune_start(source, self.classes, self.preset.name, anchors)
+            net, kept, total = fine_tune_start(source, self.classes, self.preset.name, anchors,
+                                               self.contexts)
             self.notes.append(f"started from {cfg.init} ({source}): {kept} of its {total} "
                               "backbone and box-predictor arrays kept, class predictors reset to "
                               "this dataset's classes (--init)")
             return net
-        net = SSD(dataclasses.replace(self.preset.model, anchors=anchors or base), self.classes)
-        net.initialize(ctx=mx.cpu())
+        net = SSD(dataclasses.replace(self.preset.model, anchors=anchors or base), self.classes,
+                  len(self.contexts))
+        net.initialize(ctx=self.contexts)
         if cfg.pretrained_base:
             load_base(net, cfg.pretrained_base)
         return net
@@ -253,7 +268,8 @@ class Run:
         recorded = meta.get("config") or {}
         self.cfg = dataclasses.replace(self.cfg, **{
             k: recorded.get(k) for k in ("anchors", "init") if getattr(self.cfg, k) is None})
-        self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes)
+        self.net = model_from_checkpoint(arrays, meta, last, self.preset.name, self.classes,
+                                         self.contexts, training=True)
         self.trainer = self._make_trainer(meta["iteration"])
         restore_optimizer(self.net, self.trainer, arrays, meta["optimizer"])
         self.start_epoch = meta["epoch"] + 1
@@ -345,7 +361,7 @@ class Run:
         """Give every worker the same BatchNorm statistics (no gradient syncs them, and rank 0
         saves its own) and return the epoch's mean loss parts ``mean`` over all workers."""
         aux = [p for p in self.net.collect_params().values() if p.grad_req == "null"]
-        *stats, losses = self.cluster.average([p.data() for p in aux] + [mx.nd.array(mean)])
+        *stats, losses = self.cluster.average([first_data(p) for p in aux] + [mx.nd.array(mean)])
         for param, value in zip(aux, stats):
             param.set_data(value)
         return losses.asnumpy()
@@ -355,23 +371,33 @@ class Run:
         ``size = (H, W)`` input), encoded with the model's own box coder."""
         return multibox_targets(self.anchors, labels.asnumpy(), size, self.net.spec.coder)
 
-    def step(self, batch: mx.nd.NDArray, labels: mx.nd.NDArray):
-        """One optimisation step on a batch; returns the :class:`~gluon_ssd.loss.LossParts`."""
-        cls_target, loc_target, loc_mask = self.targets(labels, batch.shape[2:])
-        with autograd.record():
-            cls_preds, box_preds, _ = self.net(batch)
-            parts = self.loss(cls_preds, box_preds, cls_target, loc_target, loc_mask)
-        parts.total.backward()
+    def step(self, batch: mx.nd.NDArray, labels: mx.nd.NDArray) -> LossParts:
+        """One optimisation step on a batch, split evenly over the devices (each computes its
+        part's loss, divided by the whole batch's positives, and gradient, in a thread of its
+        own: :func:`~gluon_ssd.devices.run_on_devices`; the trainer sums the gradients and
+        steps once); returns the batch's :class:`~gluon_ssd.loss.LossParts`."""
+        targets = self.targets(labels, batch.shape[2:])  # cls_target, loc_target, loc_mask
+        num_positives = float((targets[0] > 0).sum().asscalar())
+
+        def forward_backward(images, *share) -> LossParts:
+            with autograd.record():
+                parts = self.loss(*self.net(images)[:2], *share, num_positives=num_positives)
+            parts.total.backward()
+            return parts
+
+        shares = zip(*[split_and_load(x, self.contexts) for x in (batch,) + tuple(targets)])
+        parts = run_on_devices(forward_backward, list(shares))
         self.cluster.start_exchange(self.trainer)  # the first step only
         self.trainer.step(self.cluster.step_scale)  # losses are means over this worker's batch
         self.iteration += 1
-        return parts
+        return parts[0] if len(parts) == 1 else sum_parts(parts)
 
     def evaluate(self) -> float:
         """The VOC07 mAP of the current weights on the validation split, boxes in original
         image pixels: the function and batches ``gluon-ssd evaluate`` uses
         (:mod:`gluon_ssd.evaluation.run`)."""
-        return evaluate(self.detector, self.val_loader.epoch(0), self.classes,
+        return evaluate(lambda images: parallel_apply(self.detector, images, self.contexts),
+                        self.val_loader.epoch(0), self.classes,
                         metrics=(VALIDATION_METRIC,)).voc[VALIDATION_METRIC].map
 
     def run(self) -> TrainResult:
@@ -418,6 +444,7 @@ def _describe(r: EpochRecord) -> str:
     return text + (f", val mAP {r.val_map:.4f}" if r.val_map is not None else "")
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train as ``cfg`` says; see :class:`TrainConfig`."""
-    return Run(cfg).run()
+def train(cfg: TrainConfig, ctx: Contexts = None) -> TrainResult:
+    """Train as ``cfg`` says (see :class:`TrainConfig`) on ``ctx``: one context or a list, over
+    which each batch is split (default: ``cfg.gpus``, else the CPU)."""
+    return Run(cfg, ctx).run()

@@ -260,5 +260,5 @@ def test_mismatched_preset_or_classes_and_bad_paths_are_named(model_files, tmp_p
         load_detector(tmp_path / "text.params")
     with pytest.raises(ValueError, match=r"unknown DetectSpec field\(s\) \['nms'\]"):
         load_detector(checkpoint, {"nms": 0.3})
-    with pytest.raises(ValueError, match="pass it to load_detector"):
+    with pytest.raises(ValueError, match="pass them to load_detector"):
         detect(load_detector(checkpoint), np.zeros((8, 8, 3), np.uint8), spec={"nms_topk": 5})

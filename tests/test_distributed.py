@@ -36,10 +36,12 @@ TRAIN = [*CLI, "train", "--image-size", "64", "--train-size", str(TRAIN_SIZE), "
 JOB = 300  # seconds: the bound given to every job here (they take some 20 s)
 
 
-def launch(out, *train_args, kvstore="dist_sync", launch_args=()):
-    """``gluon-ssd launch -n 2 -s 1 -- gluon-ssd train --kvstore KVSTORE ...`` to the end."""
+def launch(out, *train_args, kvstore="dist_sync", launch_args=(), command=None):
+    """``gluon-ssd launch -n 2 -s 1 -- gluon-ssd train --kvstore KVSTORE ...`` (or ``command``)
+    to the end."""
+    command = command or [*TRAIN, "--kvstore", kvstore, "--out", str(out), *train_args]
     argv = [*CLI, "launch", "-n", str(WORKERS), "-s", "1", "--timeout", str(JOB), *launch_args,
-            "--", *TRAIN, "--kvstore", kvstore, "--out", str(out), *train_args]
+            "--", *command]
     # Without OMP_NUM_THREADS (tests/conftest.py sets it) the launcher shares the cores among the
     # workers, as a user's local job gets them: 2 workers x 1 thread on a 2-core machine.
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
@@ -161,6 +163,39 @@ def test_resume_continues_the_job(sync_job, tmp_path):
     assert [r["iteration"] for r in new[0]] == list(range(2 * STEPS + 1, 3 * STEPS + 1))
     _, meta = read_checkpoint(str(out / "checkpoint-last.params"))
     assert meta["epoch"] == 2 and len(meta["history"]) == 3
+
+
+# The job of sync_job, but every worker splits its batches over two CPU contexts.
+TWO_DEVICE_WORKER = """
+import sys
+import mxnet as mx
+from gluon_ssd.train import TrainConfig, train
+train(TrainConfig(image_size=64, train_size={train}, val_size=8, batch_size={batch}, epochs=2,
+                  eval_every=2, progress=False, record_workers=True, kvstore="dist_sync",
+                  out=sys.argv[1]), ctx=[mx.cpu(0), mx.cpu(1)])
+"""
+
+
+def test_workers_with_two_devices_each_train_as_with_one(sync_job, tmp_path):
+    """dist_sync workers holding two contexts each: identical to each other on every step, and
+    training as the same job with one context per worker does (same losses, close weights)."""
+    script = tmp_path / "worker.py"
+    script.write_text(TWO_DEVICE_WORKER.format(train=TRAIN_SIZE, batch=BATCH))
+    out = tmp_path / "two_devices"
+    proc = launch(out, command=[sys.executable, str(script), str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_job(out, epochs=2)
+    # The same losses step by step. Float differences of the summed gradients flip the sign of
+    # Adam's step for gradients near zero (each step moves a weight by about lr, whatever the
+    # gradient's size), so after the first epoch the two jobs drift apart by some steps' worth.
+    loss = [[r["loss"] for r in steps(job, 0)] for job in (sync_job[0], out)]
+    np.testing.assert_allclose(loss[1][:STEPS], loss[0][:STEPS], rtol=1e-4)
+    np.testing.assert_allclose(loss[1], loss[0], rtol=1e-2)
+    one, two = final_params(sync_job[0], 0), final_params(out, 0)
+    assert sorted(one) == sorted(two)
+    weights = [np.concatenate([p[k].ravel() for k in sorted(one) if "running" not in k])
+               for p in (one, two)]
+    assert np.linalg.norm(weights[1] - weights[0]) < 1e-2 * np.linalg.norm(weights[0])
 
 
 # ----------------------------------------------------------------------------- failures

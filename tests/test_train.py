@@ -218,8 +218,8 @@ def _poison_loss(monkeypatch):
     calls = []
     real = SSDLoss.__call__
 
-    def nan_after_first_epoch(self, *args):
-        parts = real(self, *args)
+    def nan_after_first_epoch(self, *args, **kwargs):
+        parts = real(self, *args, **kwargs)
         calls.append(1)
         if len(calls) > BATCHES:
             parts = dataclasses.replace(parts, total=parts.total * float("nan"))

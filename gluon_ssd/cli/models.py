@@ -42,6 +42,7 @@ def add_detect(p: argparse.ArgumentParser) -> None:
                    help="stop unless the model is of this preset")
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="stop unless the model has exactly these classes, in this order")
+    options.add_gpus(p)
     _add_engine(p)
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
@@ -59,7 +60,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detection_outputs(paths, args.output)  # refuses before the model is loaded
     detector = load_detector(args.checkpoint, options.decoding(args) or None,
                              preset=args.preset.name if args.preset else None,
-                             classes=args.classes, engine=args.engine, precision=args.precision)
+                             classes=args.classes, ctx=options.contexts(args),
+                             engine=args.engine, precision=args.precision)
     run = write_detections(detector, paths, args.output, args.threshold,
                            batch_size=args.batch_size, progress=args.progress,
                            document={"skipped": skipped})
@@ -102,6 +104,7 @@ def add_export(p: argparse.ArgumentParser) -> None:
                    help="score threshold built into the graph, in [0, 1] (default: the model's, "
                         "0.01)")
     options.add_decoding(p, DECODERS)
+    options.add_gpus(p, "trace the graph on (the export itself is device-free)")
     p.add_argument("--batch", type=options.export_batch, metavar="N|dynamic",
                    help="onnx: the batch size the file takes, or dynamic (default)")
     p.add_argument("--precision", choices=("fp32", "int8"),
@@ -148,7 +151,7 @@ def _checkpoint_model(args: argparse.Namespace, spec: Optional[Dict[str, object]
     from ..model import SSD, DetectionNet
 
     size = args.image_size  # (H, W), checked while parsing
-    model = load_detector(args.checkpoint, spec)
+    model = load_detector(args.checkpoint, spec, ctx=options.contexts(args))
     if not (isinstance(model.net, DetectionNet) and isinstance(model.net.ssd, SSD)):
         raise ValueError(f"{args.checkpoint} is an export; {args.command} takes a checkpoint file")
     if size is None:
@@ -245,6 +248,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
                    help="seed of the synthetic images (default: training's)")
     p.add_argument("--workers", type=options.workers, default=0, dest="num_workers",
                    help="data loader processes (0: load in this process)")
+    options.add_gpus(p)
     p.add_argument("-o", "--output", metavar="DIR",
                    help="write metrics.json and the precision-recall plots here")
     _add_engine(p)
@@ -263,8 +267,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         val_size=args.val_size, seed=args.seed, batch_size=args.batch_size,
         metrics=METRICS if args.metric == "all" else (args.metric,),
         decoders=DECODERS if args.decoder == "both" else args.decoder and (args.decoder,),
-        num_workers=args.num_workers, progress=args.progress, engine=args.engine,
-        precision=args.precision)
+        num_workers=args.num_workers, progress=args.progress, ctx=options.contexts(args),
+        engine=args.engine, precision=args.precision)
     print(format_report(result))
     if args.output:
         paths = write_evaluation(result, args.output)
@@ -315,6 +319,7 @@ def add_quantize(p: argparse.ArgumentParser) -> None:
     _add_image_size(p, "")
     p.add_argument("-o", "--output", required=True, metavar="PREFIX",
                    help="writes PREFIX-symbol.json, PREFIX-0000.params and PREFIX-meta.json")
+    options.add_gpus(p, "use (refused: oneDNN's INT8 runs on CPUs only)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -323,6 +328,9 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     the layout of ``gluon-ssd export`` (``detect`` and ``evaluate`` take the prefix)."""
     from ..quantize import export_quantized, quantize_model
 
+    if args.gpus:
+        raise ValueError("argument --gpus: quantize makes a oneDNN INT8 model, which runs on "
+                         "CPUs only; drop --gpus")
     detector, size = _checkpoint_model(args)
     batches = _calibration(args, detector, size)
     os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no oneDNN log lines between the bars

@@ -196,6 +196,37 @@ def check_anchor_count(feature_map: HW, per_cell: int, why: str) -> None:
                          "--feature-map (or --image-size, whose pixel grid is the default map)")
 
 
+MAX_GPUS = 64
+
+
+def gpus(text: str) -> Tuple[int, ...]:
+    """``--gpus 0,1``: distinct GPU indices 0..MAX_GPUS - 1 (whether they exist is checked when
+    the command starts, :func:`gluon_ssd.devices.gpu_contexts`)."""
+    try:
+        ids = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected GPU indices separated by commas, e.g. 0,1, got {text!r}") from None
+    if any(not 0 <= i < MAX_GPUS for i in ids) or len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"expected distinct GPU indices in 0..{MAX_GPUS - 1}, "
+                                         f"got {text!r}")
+    return ids
+
+
+def add_gpus(p: argparse.ArgumentParser, what: str = "run on") -> None:
+    """The ``--gpus`` flag of every command that runs a network."""
+    p.add_argument("--gpus", type=gpus, metavar="0,1",
+                   help=f"the GPUs to {what}, each batch split over them (default: the CPU; "
+                        "needs MXNet's CUDA build: README, 'GPUs')")
+
+
+def contexts(args: argparse.Namespace):
+    """The devices of ``--gpus`` (``ValueError`` naming it when MXNet does not see them)."""
+    from ..devices import gpu_contexts
+
+    return gpu_contexts(args.gpus)
+
+
 def preset(name: str):
     """A preset name (short names such as ``ssd300`` accepted) -> the :class:`Preset`."""
     from ..presets import get_preset

@@ -73,6 +73,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
                    help="replace the run already in --out (without it or --resume, a folder "
                         "holding a run is refused)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    options.add_gpus(p, "train on (with --kvstore dist_sync: this worker's)")
     p.add_argument("--kvstore", default="local", choices=KVSTORES,
                    help="gradient exchange: local (one process, the default), device, dist_sync "
                         "or dist_async (parameter server: run under `gluon-ssd launch`), horovod "
@@ -113,6 +114,7 @@ def add_demo(p: argparse.ArgumentParser) -> None:
                    help="replace the run already in --out (without it, a folder holding a run "
                         "is refused)")
     _add_sizes(p, "synthetic training images per epoch")
+    options.add_gpus(p, "train on")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -123,7 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _check_image_size("demo", args.image_size)
     run_demo(args.out, epochs=args.epochs, train_size=args.train_size, val_size=args.val_size,
              image_size=args.image_size, batch_size=args.batch_size, progress=args.progress,
-             overwrite=args.overwrite)
+             overwrite=args.overwrite, gpus=args.gpus)
     print(f"wrote {args.out}: checkpoint-best.params, checkpoint-last.params, log.csv, curve.png, "
           f"detections.png, {', '.join(DEMO_PICTURES)}")
     return 0

@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Tuple
 import mxnet as mx
 import numpy as np
 
+from ..devices import block_contexts, first_data
 from . import INPUT, RAW_OUTPUTS
 from .builder import GraphBuilder
 
@@ -142,7 +143,7 @@ def add_ssd(b: GraphBuilder, ssd: mx.gluon.HybridBlock) -> None:
         ValueError: an operator without a converter, or a converter's unsupported setting
             (named with its node).
     """
-    params = {p.name: p.data().asnumpy() for p in ssd.collect_params().values()}
+    params = {p.name: first_data(p).asnumpy() for p in ssd.collect_params().values()}
     nodes, heads = ssd_symbol_nodes(ssd)
     out_names = dict(zip(heads, RAW_OUTPUTS[:2]))
     names: List[str] = []
@@ -165,5 +166,6 @@ def add_ssd(b: GraphBuilder, ssd: mx.gluon.HybridBlock) -> None:
 def export_anchors(ssd: mx.gluon.HybridBlock, image_size: Tuple[int, int]) -> np.ndarray:
     """The anchors ``(1, N, 4)`` float32 the network makes for an ``(H, W)`` input (normalised
     corners), by running it once on zeros."""
-    return ssd(mx.nd.zeros((1, 3) + tuple(image_size)))[2].asnumpy().astype(np.float32)
+    image = mx.nd.zeros((1, 3) + tuple(image_size), ctx=block_contexts(ssd)[0])
+    return ssd(image)[2].asnumpy().astype(np.float32)
 

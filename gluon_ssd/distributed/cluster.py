@@ -32,6 +32,8 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from ..devices import first_data
+
 KVSTORES = ("local", "device", "dist_sync", "dist_async", "horovod")
 # Keys of Cluster.average; the trainer's keys are 0 .. number of parameters - 1.
 _AVERAGE_KEY = 1 << 20
@@ -100,7 +102,10 @@ class Cluster:
         if self.kvstore == "horovod":
             self.store.broadcast_parameters(params, root_rank=0)
             return self.store.DistributedTrainer(params, optimizer, optimizer_params)
-        update_on_kvstore = None if self.kvstore in ("local", "device") else self.updates_on_servers
+        # Locally (one or several devices) every device runs the optimiser on the summed
+        # gradient, so its state lives in the trainer's updaters, where checkpoints read it;
+        # MXNet's default for several devices would keep it inside the kvstore.
+        update_on_kvstore = False if self.kvstore in ("local", "device") else self.updates_on_servers
         kvstore = self.store if self.store is not None else self.kvstore
         return gluon.Trainer(params, optimizer, optimizer_params, kvstore=kvstore,
                              update_on_kvstore=update_on_kvstore)
@@ -204,22 +209,22 @@ class WorkerRecord:
 
     def before_step(self) -> None:
         """Remember the trainable parameters before a step."""
-        self._before = {n: p.data().copy() for n, p in self._params.items()
+        self._before = {n: first_data(p).copy() for n, p in self._params.items()
                         if p.grad_req != "null"}
 
     def after_step(self, **facts: Any) -> None:
         """Write one line: ``facts`` and the step's largest parameter change."""
-        change = max(float((self._params[n].data() - old).abs().max().asscalar())
+        change = max(float((first_data(self._params[n]) - old).abs().max().asscalar())
                      for n, old in self._before.items())
         digest = hashlib.sha1()
         for name in sorted(self._before):
-            digest.update(self._params[name].data().asnumpy().tobytes())
+            digest.update(first_data(self._params[name]).asnumpy().tobytes())
         self._file.write(json.dumps(dict(facts, max_update=change, digest=digest.hexdigest()))
                          + "\n")
         self._file.flush()
 
     def finish(self) -> None:
-        mx.nd.save(self.params_path, {n: p.data() for n, p in self._params.items()})
+        mx.nd.save(self.params_path, {n: first_data(p) for n, p in self._params.items()})
         self._file.close()
 
 

@@ -25,6 +25,7 @@ from ..data.datasets import DataConfig, build_split
 from ..data.labels import BOX, CLASS, PAD, check_classes
 from ..data.transforms import Batch, DetectionLoader, EvalTransform
 from ..detect import LoadedModel, load_detector
+from ..devices import Contexts, parallel_apply
 from ..model.head import DECODERS, DetectionHead, DetectionNet
 from ..presets import get_preset
 from .metrics import METRICS, DetectionEvaluator, Evaluation
@@ -130,13 +131,17 @@ def decoder_predictor(model: LoadedModel, decoders: Sequence[str]) -> Predictor:
         for head in heads.values():
             head.hybridize()
 
+        def all_heads(images: mx.nd.NDArray) -> Tuple[mx.nd.NDArray, ...]:
+            raw = ssd(images)  # once, for every decoder
+            return tuple(out for head in heads.values() for out in head(*raw))
+
         def predict(images: mx.nd.NDArray) -> Dict[str, Detections]:
-            raw = ssd(images)
-            return {d: head(*raw) for d, head in heads.items()}
+            outputs = parallel_apply(all_heads, images, model.contexts)
+            return {d: outputs[3 * k:3 * k + 3] for k, d in enumerate(heads)}
         return predict
-    nets = {d: load_detector(model.source, s, ctx=model.ctx, engine=model.engine,
-                             precision=model.precision).net for d, s in specs.items()}
-    return lambda images: {d: net(images) for d, net in nets.items()}
+    models = {d: load_detector(model.source, s, ctx=model.contexts, engine=model.engine,
+                               precision=model.precision) for d, s in specs.items()}
+    return lambda images: {d: m.predict(images) for d, m in models.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,8 +199,9 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
                    seed: Optional[int] = None, batch_size: Optional[int] = None,
                    metrics: Sequence[str] = METRICS, decoders: Optional[Sequence[str]] = None,
                    num_workers: int = 0, progress: bool = True,
-                   skip_bad: Optional[bool] = None, engine: Optional[str] = None,
-                   precision: Optional[str] = None) -> ModelEvaluation:
+                   skip_bad: Optional[bool] = None, ctx: Contexts = None,
+                   engine: Optional[str] = None, precision: Optional[str] = None
+                   ) -> ModelEvaluation:
     """Evaluate a checkpoint or export on a dataset split (what ``gluon-ssd evaluate`` runs).
 
     Every setting left ``None`` takes the value the model was trained with (a checkpoint's
@@ -218,6 +224,8 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
         progress: show a tqdm bar.
         skip_bad: leave out (and list in ``unreadable``) images that cannot be decoded or are
             truncated, instead of stopping at the first; ``None``: as in training.
+        ctx: the device(s) to run on: one context or a list, over which each batch is split
+            (default: the CPU).
         engine, precision: how an ONNX file runs (see :func:`~gluon_ssd.detect.load_detector`).
 
     Raises:
@@ -226,7 +234,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
         BadImageError: an image that cannot be decoded or is truncated (named), unless
             ``skip_bad``.
     """
-    model = load_detector(path, engine=engine, precision=precision)
+    model = load_detector(path, ctx=ctx, engine=engine, precision=precision)
     config = _data_config(model, data, data_root, val_size, seed, skip_bad)
     dataset = build_split(config, split, model.image_size)
     check_classes(model.classes, f"{model.source} detects", dataset.classes,
@@ -236,7 +244,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
                                num_workers)
     if decoders is None:
         name = model.spec.decoder if model.spec is not None else "model"
-        predict: Predictor = lambda images: {name: model.net(images)}  # noqa: E731
+        predict: Predictor = lambda images: {name: model.predict(images)}  # noqa: E731
     else:
         predict = decoder_predictor(model, decoders)
     evaluations = evaluate_many(predict, loader.epoch(0), model.classes, metrics=metrics,

@@ -7,12 +7,14 @@ Outputs one feature map per detection layer: conv4_3 (normalised), fc7, then eac
 """
 from __future__ import annotations
 
+import functools
 from typing import List
 
 import mxnet as mx
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from ..devices import batch_norm_layer
 from ..presets import BackboneSpec
 
 
@@ -22,14 +24,16 @@ def scaled(channels: int, width: float) -> int:
 
 
 def conv_block(in_channels: int, channels: int, kernel: int, stride: int = 1, padding: int = 0,
-               dilation: int = 1, batch_norm: bool = False) -> List[gluon.HybridBlock]:
-    """Convolution (+ BatchNorm) + ReLU, as a list of layers (all shapes known: no deferred init)."""
+               dilation: int = 1, batch_norm: bool = False, num_devices: int = 1
+               ) -> List[gluon.HybridBlock]:
+    """Convolution (+ BatchNorm, shared over ``num_devices``) + ReLU, as a list of layers (all
+    shapes known: no deferred init)."""
     layers = [nn.Conv2D(channels, kernel, stride, padding, dilation=dilation,
                         use_bias=not batch_norm, in_channels=in_channels,
                         weight_initializer=mx.init.Xavier(rnd_type="gaussian",
                                                           factor_type="out", magnitude=2))]
     if batch_norm:
-        layers.append(nn.BatchNorm(in_channels=channels))
+        layers.append(batch_norm_layer(channels, num_devices))
     layers.append(nn.Activation("relu"))
     return layers
 
@@ -74,29 +78,30 @@ class VGG16(gluon.HybridBlock):
     ``out_channels`` lists their channels.
     """
 
-    def __init__(self, spec: BackboneSpec, **kwargs):
+    def __init__(self, spec: BackboneSpec, num_devices: int = 1, **kwargs):
         super().__init__(**kwargs)
-        w, bn = spec.width, spec.batch_norm
+        w = spec.width
+        block = functools.partial(conv_block, batch_norm=spec.batch_norm, num_devices=num_devices)
         self.input_scale = self.params.get_constant("input_scale", mx.nd.ones((1, 3, 1, 1)))
         self.stages = nn.HybridSequential()
         c_in = 3
         for num_convs, channels in zip(spec.layers, spec.filters):
             layers = []
             for _ in range(num_convs):
-                layers += conv_block(c_in, scaled(channels, w), 3, padding=1, batch_norm=bn)
+                layers += block(c_in, scaled(channels, w), 3, padding=1)
                 c_in = scaled(channels, w)
             self.stages.add(sequential(layers))
         conv4_3 = scaled(spec.filters[3], w)
         fc = scaled(spec.fc_channels, w)
-        self.fc6 = sequential(conv_block(c_in, fc, 3, padding=6, dilation=6, batch_norm=bn))
-        self.fc7 = sequential(conv_block(fc, fc, 1, batch_norm=bn))
+        self.fc6 = sequential(block(c_in, fc, 3, padding=6, dilation=6))
+        self.fc7 = sequential(block(fc, fc, 1))
         self.conv4_3_norm = L2Norm(conv4_3)
         self.extras = nn.HybridSequential()
         c_in, self.out_channels = fc, [conv4_3, fc]
         for first, second in spec.extras:
             mid, out = scaled(first[0], w), scaled(second[0], w)
-            self.extras.add(sequential(conv_block(c_in, mid, *first[1:], batch_norm=bn)
-                                       + conv_block(mid, out, *second[1:], batch_norm=bn)))
+            self.extras.add(sequential(block(c_in, mid, *first[1:])
+                                       + block(mid, out, *second[1:])))
             c_in = out
             self.out_channels.append(out)
 

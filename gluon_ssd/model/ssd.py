@@ -10,6 +10,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..anchors import AnchorGenerator
+from ..devices import first_data
 from ..presets import ModelSpec
 from .backbone import VGG16
 
@@ -52,15 +53,18 @@ class SSD(gluon.HybridBlock):
     Args:
         spec: backbone and anchors.
         classes: names of the C object classes (class id 0 is ``classes[0]``).
+        num_devices: the devices a training batch is split over; with BatchNorm and more than
+            one, their batch statistics are shared (``SyncBatchNorm``, :mod:`gluon_ssd.devices`).
+            Inference on several devices needs no sharing: 1.
     """
 
-    def __init__(self, spec: ModelSpec, classes: Sequence[str], **kwargs):
+    def __init__(self, spec: ModelSpec, classes: Sequence[str], num_devices: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
         self.classes = tuple(classes)
         if not self.classes:
             raise ValueError("classes must name at least one object class")
-        self.features = VGG16(spec.backbone)
+        self.features = VGG16(spec.backbone, num_devices)
         self.anchor_generator = AnchorGenerator(spec.anchors)
         self.box_predictors = nn.HybridSequential()
         for c, k in zip(self.features.out_channels, self.anchor_generator.num_anchors):
@@ -97,7 +101,7 @@ class SSD(gluon.HybridBlock):
         old_index = {name: i + 1 for i, name in enumerate(self.classes)}
         with self.name_scope():
             new = self._class_predictors(len(classes))
-        new.initialize(ctx=self._context())
+        new.initialize(ctx=self._contexts())
         if reuse:
             rows = [0] + [old_index.get(name, -1) for name in classes]
             for old, fresh, k in zip(self.class_predictors, new, self.anchor_generator.num_anchors):
@@ -105,8 +109,8 @@ class SSD(gluon.HybridBlock):
         self.classes = tuple(classes)
         self.class_predictors = new
 
-    def _context(self) -> mx.Context:
-        return next(iter(self.collect_params().values())).list_ctx()[0]
+    def _contexts(self) -> List[mx.Context]:
+        return next(iter(self.collect_params().values())).list_ctx()
 
 
 def _copy_class_rows(old: nn.Conv2D, new: nn.Conv2D, rows: List[int], anchors: int) -> None:
@@ -114,7 +118,7 @@ def _copy_class_rows(old: nn.Conv2D, new: nn.Conv2D, rows: List[int], anchors: i
     (channel ``a * (C + 1) + c``); classes with ``rows[c] < 0`` keep their initialisation."""
     keep = [c for c, r in enumerate(rows) if r >= 0]
     for name in ("weight", "bias"):
-        src, dst = getattr(old, name).data().asnumpy(), getattr(new, name).data().asnumpy()
+        src, dst = (first_data(getattr(layer, name)).asnumpy() for layer in (old, new))
         src = src.reshape((anchors, -1) + src.shape[1:])
         out = dst.reshape((anchors, -1) + dst.shape[1:])
         out[:, keep] = src[:, [rows[c] for c in keep]]
