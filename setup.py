@@ -39,7 +39,10 @@ setup(
         "scipy", "pandas", "pycocotools", "tqdm",
     ),
     extras_require={
-        "dev": pinned("pytest", "nbclient", "nbformat", "ipykernel", "ipywidgets", "nbmake"),
+        # ONNX export (gluon-ssd export --format onnx) and its engines
+        "onnx": pinned("onnx", "onnxruntime", "openvino"),
+        "dev": pinned("pytest", "nbclient", "nbformat", "ipykernel", "ipywidgets", "nbmake",
+                      "onnx", "onnxruntime", "openvino"),
     },
     entry_points={"console_scripts": ["gluon-ssd=gluon_ssd.cli:main"]},
 )

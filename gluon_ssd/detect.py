@@ -36,6 +36,7 @@ from .boxes import corner_to_xywh, to_pixels
 from .checkpoint import check_identity, load_checkpoint
 from .data.io import BadImageError, read_image
 from .data.transforms import EvalTransform
+from .deploy import ONNX_SUFFIX, not_installed
 from .devices import Contexts, as_contexts, parallel_apply
 from .export import export_paths, export_prefix, exported_spec, import_model, read_export_meta
 from .model.head import DetectionNet
@@ -59,11 +60,13 @@ class LoadedModel:
         image_size: ``(H, W)`` the images are resized to (the training / export size).
         mean, std: preprocessing: RGB / 255, minus ``mean``, divided by ``std``.
         preset: the preset's name, ``None`` if not recorded.
-        source: the checkpoint file or export prefix it was loaded from.
+        source: the checkpoint file, export prefix or ONNX file it was loaded from.
         spec: the decoding settings in effect (``None``: an export that did not record them).
         contexts: the devices ``net`` runs on (:meth:`predict` splits a batch over them).
         training_config: the ``TrainConfig`` fields a checkpoint recorded (data, seed, sizes);
             empty for an export or a converted checkpoint.
+        engine, precision: what runs an ONNX file (``onnxruntime`` or ``openvino``; ``fp32``,
+            ``bf16`` or ``int8``); ``None`` for MXNet.
     """
 
     net: Callable[[mx.nd.NDArray], Outputs]
@@ -76,6 +79,8 @@ class LoadedModel:
     spec: Optional[DetectSpec] = None
     contexts: Tuple[mx.Context, ...] = (mx.cpu(),)
     training_config: Dict[str, Any] = field(default_factory=dict)
+    engine: Optional[str] = None
+    precision: Optional[str] = None
 
     def predict(self, images: mx.nd.NDArray) -> Outputs:
         """:attr:`net` on preprocessed ``images (B, 3, H, W)`` (on any device), the batch split
@@ -144,28 +149,42 @@ def preset_spec(preset: Optional[str]) -> DetectSpec:
 
 def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *,
                   preset: Optional[str] = None, classes: Optional[Sequence[str]] = None,
-                  ctx: Contexts = None) -> LoadedModel:
-    """Load a checkpoint file (``*.params`` from training or conversion) or an export prefix.
+                  ctx: Contexts = None, engine: Optional[str] = None,
+                  precision: Optional[str] = None) -> LoadedModel:
+    """Load a checkpoint file (``*.params`` from training or conversion), an export prefix or
+    an ONNX file.
 
     Args:
         path: a checkpoint file, or an export prefix ``PREFIX`` (with ``PREFIX-symbol.json``,
             ``PREFIX-0000.params``, ``PREFIX-meta.json``; naming one of these files works too),
-            or the name of a shipped model (``"demo"``, see :mod:`gluon_ssd.model_zoo`).
+            or an ONNX file (``*.onnx``, ``gluon-ssd export --format onnx``: run by ONNX
+            Runtime or OpenVINO, see :mod:`gluon_ssd.deploy.engines`), or the name of a shipped
+            model (``"demo"``, see :mod:`gluon_ssd.model_zoo`).
         spec: decoding settings: a :class:`DetectSpec` replaces the model's, a mapping such as
             ``{"nms_threshold": 0.3}`` overrides only the fields it names. Default: the preset's
             settings (checkpoint) or the exported ones (export).
         preset, classes: when given, the model must be of this preset (short names such as
             ``ssd300`` accepted) / have these classes.
         ctx: the device(s) to run on: one context or a list, over which each batch is split
-            (default: the CPU).
+            (default: the CPU; an ONNX file runs on the CPU).
+        engine, precision: an ONNX file's engine (``onnxruntime``, the default, or
+            ``openvino``) and precision (``fp32``, ``bf16``, ``int8``; default: the file's).
 
     Raises:
         ValueError: ``path`` is neither, or is of another preset / class list (both named), or
-            the settings cannot apply (see :func:`gluon_ssd.export.import_model`).
+            the settings cannot apply (see :func:`gluon_ssd.export.import_model`), or an
+            engine or precision is asked of a model that is not ONNX or cannot give it.
     """
     path = os.fspath(path)
     preset = get_preset(preset).name if preset is not None else None
     ctx = tuple(as_contexts(ctx))
+    if path.endswith(ONNX_SUFFIX):
+        if ctx != (mx.cpu(),):
+            raise ValueError(f"--gpus: {path} is an ONNX file, which its engines run on the CPU")
+        return _load_onnx(path, spec, preset, classes, engine, precision)
+    if engine is not None or precision is not None:
+        raise ValueError(f"--engine and --precision apply to ONNX files (*{ONNX_SUFFIX}), not "
+                         f"to {path}")
     prefix = export_prefix(path)
     if prefix is not None:
         return _load_export(prefix, spec, preset, classes, ctx)
@@ -192,10 +211,41 @@ def _load_export(prefix: str, spec: SpecLike, preset: Optional[str],
     detect_spec = _resolve_spec(exported_spec(meta, prefix), spec, prefix)
     block, meta = import_model(prefix, ctx, detect_spec)
     block.hybridize()
+    return _exported(block, meta, prefix, detect_spec, ctx)
+
+
+def _exported(net: Callable[[mx.nd.NDArray], Outputs], meta: Dict[str, Any], source: str,
+              spec: Optional[DetectSpec], ctx: Tuple[mx.Context, ...], **runtime
+              ) -> LoadedModel:
+    """The :class:`LoadedModel` of an exported ``net`` (MXNet export or ONNX file) from its
+    metadata (classes, input size, preprocessing)."""
     info = meta["input"]
-    return LoadedModel(block, tuple(meta["classes"]), tuple(info["image_size"]),
-                          tuple(info["mean"]), tuple(info["std"]), meta.get("preset"), prefix,
-                          detect_spec, ctx)
+    return LoadedModel(net, tuple(meta["classes"]), tuple(info["image_size"]),
+                       tuple(info["mean"]), tuple(info["std"]), meta.get("preset"), source,
+                       spec, ctx, **runtime)
+
+
+def _load_onnx(path: str, spec: SpecLike, preset: Optional[str],
+               classes: Optional[Sequence[str]], engine: Optional[str],
+               precision: Optional[str]) -> LoadedModel:
+    """:func:`load_detector` for an ONNX file, on ``engine`` at ``precision``."""
+    from .deploy.engines import open_session
+
+    try:  # imported here: onnx, onnxruntime and openvino load only when an ONNX file is
+        from .deploy.onnx_model import read_onnx, redecode
+    except ImportError as err:
+        raise not_installed(err, path) from None
+
+    model, meta = read_onnx(path)
+    check_identity(path, meta.get("preset"), meta["classes"], preset, classes)
+    detect_spec = _resolve_spec(exported_spec(meta, path), spec, path)
+    model, meta = redecode(model, meta, detect_spec, path)
+    batch = meta.get("batch")
+    session = open_session(model.SerializeToString(), engine, precision,
+                           file_precision=meta.get("precision", "fp32"),
+                           batch=batch if isinstance(batch, int) else None)
+    return _exported(session, meta, path, detect_spec, (mx.cpu(),), engine=session.engine,
+                     precision=session.precision)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import mxnet as mx
 from mxnet import gluon
@@ -54,7 +54,6 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
         preset: the preset name recorded in the metadata (``None``: not known).
         extra_meta: more top-level metadata entries (an INT8 export's ``dtype``, ...).
     """
-    spec = net.ssd.spec
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     net.hybridize()
@@ -62,7 +61,21 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
     net.export(prefix, epoch=0)  # each parameter once, whatever the devices: device-free
     # Calling a block on a symbol names its nodes exactly as in the exported trace.
     ssd_outputs = [out.list_outputs()[0] for out in net.ssd(mx.sym.var("data"))]
-    meta = {
+    meta = export_meta(net, image_size, preset, ssd_outputs, extra_meta)
+    paths = export_paths(prefix)
+    write_json(paths["meta"], meta)
+    return paths
+
+
+def export_meta(net: DetectionNet, image_size: Tuple[int, int], preset: Optional[str],
+                ssd_outputs: Sequence[str], extra_meta: Optional[Mapping[str, Any]] = None
+                ) -> Dict[str, Any]:
+    """The metadata of an exported detector (MXNet's ``PREFIX-meta.json``, an ONNX file's
+    ``metadata_props``): preset, classes, the input and its preprocessing, the outputs, the
+    decoding settings and variances, the names of the SSD's raw outputs in the graph
+    (``ssd_outputs``: cls_preds, box_preds, anchors), then ``extra_meta``."""
+    spec = net.ssd.spec
+    return {
         "preset": preset,
         "classes": list(net.ssd.classes),
         "input": {"name": "data", "layout": "NCHW", "image_size": list(image_size),
@@ -73,12 +86,9 @@ def export_model(net: DetectionNet, prefix: str, image_size: Tuple[int, int],
                     "boxes (B, K, 4) normalised xmin, ymin, xmax, ymax"],
         "detect": dataclasses.asdict(net.head.spec),
         "variances": list(net.head.coder.variances),
-        "ssd_outputs": ssd_outputs,
+        "ssd_outputs": list(ssd_outputs),
         **(extra_meta or {}),
     }
-    paths = export_paths(prefix)
-    write_json(paths["meta"], meta)
-    return paths
 
 
 def export_paths(prefix: str) -> Dict[str, str]:

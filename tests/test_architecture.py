@@ -94,7 +94,8 @@ def test_the_cycle_finder_finds_a_cycle():
 # calibration data and all) stays out.
 @pytest.mark.parametrize("module, absent", [
     ("gluon_ssd.detect", ("matplotlib", "gluon_ssd.quantize", "gluon_ssd.data.synthetic",
-                          "gluon_ssd.data.datasets", "gluon_ssd.visualize", "gluon_ssd.train")),
+                          "gluon_ssd.data.datasets", "gluon_ssd.visualize", "gluon_ssd.train",
+                          "gluon_ssd.deploy.onnx_model", "onnxruntime", "openvino")),
     ("gluon_ssd.export", ("gluon_ssd.quantize", "gluon_ssd.data.synthetic")),
     ("gluon_ssd.train", ("matplotlib", "gluon_ssd.visualize")),
 ])

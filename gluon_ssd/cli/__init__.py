@@ -49,8 +49,8 @@ COMMANDS: Dict[str, Command] = {
     "demo": ("train the demo preset on SyntheticShapes and plot anchors into --out",
              add_demo, cmd_demo),
     "detect": ("detect objects in images: annotated PNGs and one JSON", add_detect, cmd_detect),
-    "export": ("export a checkpoint as symbol JSON + params + preprocessing metadata",
-               add_export, cmd_export),
+    "export": ("export a checkpoint as symbol JSON + params + preprocessing metadata, or as "
+               "one ONNX file (--format onnx)", add_export, cmd_export),
     "evaluate": ("VOC07/VOC2010 mAP and COCO AP of a model on a dataset, PR curves",
                  add_evaluate, cmd_evaluate),
     "convert": ("convert a GluonCV SSD parameter file into a gluon-ssd checkpoint",

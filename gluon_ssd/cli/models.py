@@ -7,9 +7,19 @@ import os
 import sys
 from typing import Dict, Optional
 
+from ..deploy.engines import ENGINES, PRECISIONS
 from ..model.head import DECODERS
 from ..quantize import CALIB_MODES
 from . import options
+
+
+def _add_engine(p: argparse.ArgumentParser) -> None:
+    """``--engine`` and ``--precision``: how an ONNX file (``*.onnx``) runs."""
+    p.add_argument("--engine", choices=ENGINES,
+                   help="runs an ONNX file (.onnx): onnxruntime (default) or openvino")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="of an ONNX file: fp32, bf16 (openvino, on CPUs with BF16) or int8 (an "
+                        "INT8 file); default: the file's")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -17,7 +27,7 @@ from . import options
 
 def add_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT",
-                   help="a checkpoint file (.params) or an export prefix")
+                   help="a checkpoint file (.params), an export prefix or an ONNX file (.onnx)")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
                    help="image files and folders of images (.jpg .jpeg .png .bmp)")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
@@ -33,6 +43,7 @@ def add_detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", nargs="+", metavar="NAME",
                    help="stop unless the model has exactly these classes, in this order")
     options.add_gpus(p)
+    _add_engine(p)
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -49,7 +60,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     detection_outputs(paths, args.output)  # refuses before the model is loaded
     detector = load_detector(args.checkpoint, options.decoding(args) or None,
                              preset=args.preset.name if args.preset else None,
-                             classes=args.classes, ctx=options.contexts(args))
+                             classes=args.classes, ctx=options.contexts(args),
+                             engine=args.engine, precision=args.precision)
     run = write_detections(detector, paths, args.output, args.threshold,
                            batch_size=args.batch_size, progress=args.progress,
                            document={"skipped": skipped})
@@ -81,14 +93,53 @@ def _add_image_size(p: argparse.ArgumentParser, what: str) -> None:
 
 def add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file (.params)")
-    p.add_argument("-o", "--output", required=True, metavar="PREFIX",
-                   help="writes PREFIX-symbol.json, PREFIX-0000.params and PREFIX-meta.json")
+    p.add_argument("-o", "--output", required=True, metavar="PREFIX_OR_FILE",
+                   help="mxnet: writes PREFIX-symbol.json, PREFIX-0000.params and "
+                        "PREFIX-meta.json; onnx: the file to create, NAME.onnx (never replaced)")
+    p.add_argument("--format", choices=("mxnet", "onnx"), default="mxnet",
+                   help="mxnet: symbol JSON + params (default); onnx: one ONNX file with the "
+                        "anchors, decoding and NMS inside, for ONNX Runtime and OpenVINO")
     _add_image_size(p, "the graph is traced at and detection resizes to")
     p.add_argument("--threshold", type=options.fraction, dest="score_threshold",
                    help="score threshold built into the graph, in [0, 1] (default: the model's, "
                         "0.01)")
     options.add_decoding(p, DECODERS)
     options.add_gpus(p, "trace the graph on (the export itself is device-free)")
+    p.add_argument("--batch", type=options.export_batch, metavar="N|dynamic",
+                   help="onnx: the batch size the file takes, or dynamic (default)")
+    p.add_argument("--precision", choices=("fp32", "int8"),
+                   help="onnx: fp32 (default) or int8 (ONNX Runtime's static quantization, QDQ, "
+                        "calibrated on --calib-data's training images)")
+    _add_calibration(p, required=False)
+
+
+def _add_calibration(p: argparse.ArgumentParser, required: bool) -> None:
+    """The calibration options of ``quantize`` and of ``export --precision int8``."""
+    p.add_argument("--calib-data", required=required, metavar="DATA",
+                   help="synthetic, voc, coco or a dataset folder (VOC or COCO format): its "
+                        "training images calibrate the INT8 ranges")
+    p.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
+    p.add_argument("--calib-batches", type=options.batches, default=10, metavar="N",
+                   help=f"calibration batches, 1..{options.MAX_BATCHES} (default 10)")
+    p.add_argument("--batch-size", type=options.batch_size, default=8,
+                   help=f"images per calibration batch, 1..{options.MAX_BATCH_SIZE} (default 8)")
+    p.add_argument("--calib-mode", choices=CALIB_MODES, default="naive",
+                   help="naive: min/max of each output; entropy: KL-optimal ranges, slower "
+                        "(default: naive)")
+    p.add_argument("--seed", type=options.seed, default=0,
+                   help="seed of the calibration image order")
+
+
+def _calibration(args: argparse.Namespace, detector, size):
+    """The calibration batches ``(B, 3, H, W)`` of ``--calib-data``'s training split, resized to
+    ``size`` and normalised as ``detector`` wants; ``ValueError`` naming ``--calib-data``."""
+    from ..quantize import calibration_batches
+
+    try:
+        return calibration_batches(args.calib_data, size, detector.mean, detector.std,
+                                   args.batch_size, root=args.data_root, seed=args.seed)
+    except ValueError as err:
+        raise ValueError(f"--calib-data {args.calib_data}: {err}") from None
 
 
 def _checkpoint_model(args: argparse.Namespace, spec: Optional[Dict[str, object]] = None):
@@ -110,17 +161,67 @@ def _checkpoint_model(args: argparse.Namespace, spec: Optional[Dict[str, object]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a checkpoint as symbol JSON + params + metadata (preprocessing, classes, decoding)."""
+    """Export a checkpoint as symbol JSON + params + metadata (preprocessing, classes, decoding),
+    or as one ONNX file (``--format onnx``)."""
     from ..export import export_model
 
+    onnx_only = [flag for flag, value in (("--batch", args.batch), ("--precision", args.precision),
+                                          ("--calib-data", args.calib_data)) if value is not None]
+    if args.format == "mxnet" and onnx_only:
+        raise ValueError(f"{', '.join(onnx_only)}: only with --format onnx")
     overrides = options.decoding(args)
     if args.score_threshold is not None:
         overrides["score_threshold"] = args.score_threshold
+    if args.format == "onnx":
+        _check_onnx_output(args)
     detector, size = _checkpoint_model(args, overrides or None)
+    if args.format == "onnx":
+        return _export_onnx(args, detector, size)
     paths = export_model(detector.net, args.output, size, preset=detector.preset)
     print(f"exported {detector.source} ({detector.preset or 'no preset'}, "
           f"{len(detector.classes)} classes, input {size[0]}x{size[1]}, {detector.spec})")
     print("wrote " + ", ".join(paths.values()))
+    return 0
+
+
+def _check_onnx_output(args: argparse.Namespace) -> None:
+    """``ValueError`` naming ``-o`` unless it is a new ``*.onnx`` file, and naming
+    ``--calib-data`` if ``--precision int8`` lacks it (before anything is loaded)."""
+    from ..deploy import ONNX_SUFFIX
+
+    if not args.output.endswith(ONNX_SUFFIX):
+        raise ValueError(f"-o {args.output}: an ONNX file's name must end in {ONNX_SUFFIX} "
+                         "(detect and evaluate recognise it by that)")
+    if os.path.exists(args.output):
+        raise ValueError(f"-o {args.output} exists; choose another name (export never replaces "
+                         "a file)")
+    if args.precision == "int8" and args.calib_data is None:
+        raise ValueError("--precision int8 needs --calib-data (training images to calibrate on)")
+
+
+def _export_onnx(args: argparse.Namespace, detector, size) -> int:
+    """``export --format onnx``: the detector as one ONNX file, FP32 or INT8."""
+    from ..deploy import not_installed
+
+    try:
+        from ..deploy.onnx_model import export_onnx
+    except ImportError as err:
+        raise not_installed(err, "--format onnx") from None
+    precision = args.precision or "fp32"
+    calibration = None
+    if precision == "int8":
+        calibration = (b.asnumpy() for b in _calibration(args, detector, size))
+    meta = export_onnx(detector.net, args.output, size, batch=args.batch or "dynamic",
+                       preset=detector.preset, precision=precision, calibration=calibration,
+                       calib_batches=args.calib_batches, calib_mode=args.calib_mode,
+                       calib_source=f"{args.calib_data} (train split)")
+    print(f"exported {detector.source} ({detector.preset or 'no preset'}, "
+          f"{len(detector.classes)} classes, input {size[0]}x{size[1]}, {detector.spec}) as "
+          f"ONNX opset {meta['opset']}, batch {meta['batch']}, {precision}")
+    if precision == "int8":
+        c = meta["calibration"]
+        print(f"INT8: {c['mode']} calibration on {c['images']} images of {c['source']}")
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -129,7 +230,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="CHECKPOINT_OR_EXPORT",
-                   help="a checkpoint file (.params) or an export prefix")
+                   help="a checkpoint file (.params), an export prefix or an ONNX file (.onnx)")
     p.add_argument("--data", help="synthetic, voc, coco or a dataset folder (VOC or COCO "
                                   "format); default: the data the checkpoint was trained on")
     p.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
@@ -150,6 +251,7 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     options.add_gpus(p)
     p.add_argument("-o", "--output", metavar="DIR",
                    help="write metrics.json and the precision-recall plots here")
+    _add_engine(p)
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
 
 
@@ -165,7 +267,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         val_size=args.val_size, seed=args.seed, batch_size=args.batch_size,
         metrics=METRICS if args.metric == "all" else (args.metric,),
         decoders=DECODERS if args.decoder == "both" else args.decoder and (args.decoder,),
-        num_workers=args.num_workers, progress=args.progress, ctx=options.contexts(args))
+        num_workers=args.num_workers, progress=args.progress, ctx=options.contexts(args),
+        engine=args.engine, precision=args.precision)
     print(format_report(result))
     if args.output:
         paths = write_evaluation(result, args.output)
@@ -212,20 +315,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def add_quantize(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint file (.params)")
-    p.add_argument("--calib-data", required=True, metavar="DATA",
-                   help="synthetic, voc, coco or a dataset folder (VOC or COCO format): its "
-                        "training images calibrate the INT8 ranges")
-    p.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
-    p.add_argument("--calib-batches", type=options.batches, default=10, metavar="N",
-                   help=f"calibration batches, 1..{options.MAX_BATCHES} (default 10)")
-    p.add_argument("--batch-size", type=options.batch_size, default=8,
-                   help=f"images per batch, 1..{options.MAX_BATCH_SIZE} (default 8)")
-    p.add_argument("--calib-mode", choices=CALIB_MODES, default="naive",
-                   help="naive: min/max of each output; entropy: KL-optimal ranges, slower "
-                        "(default: naive)")
+    _add_calibration(p, required=True)
     _add_image_size(p, "")
-    p.add_argument("--seed", type=options.seed, default=0,
-                   help="seed of the calibration image order")
     p.add_argument("-o", "--output", required=True, metavar="PREFIX",
                    help="writes PREFIX-symbol.json, PREFIX-0000.params and PREFIX-meta.json")
     options.add_gpus(p, "use (refused: oneDNN's INT8 runs on CPUs only)")
@@ -235,17 +326,13 @@ def add_quantize(p: argparse.ArgumentParser) -> None:
 def cmd_quantize(args: argparse.Namespace) -> int:
     """Quantize a checkpoint to INT8 (oneDNN), calibrated on training images, and export it in
     the layout of ``gluon-ssd export`` (``detect`` and ``evaluate`` take the prefix)."""
-    from ..quantize import calibration_batches, export_quantized, quantize_model
+    from ..quantize import export_quantized, quantize_model
 
     if args.gpus:
         raise ValueError("argument --gpus: quantize makes a oneDNN INT8 model, which runs on "
                          "CPUs only; drop --gpus")
     detector, size = _checkpoint_model(args)
-    try:
-        batches = calibration_batches(args.calib_data, size, detector.mean, detector.std,
-                                      args.batch_size, root=args.data_root, seed=args.seed)
-    except ValueError as err:
-        raise ValueError(f"--calib-data {args.calib_data}: {err}") from None
+    batches = _calibration(args, detector, size)
     os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no oneDNN log lines between the bars
     int8 = quantize_model(detector.net, batches, args.calib_batches, args.calib_mode,
                           source=f"{args.calib_data} (train split)", progress=args.progress)

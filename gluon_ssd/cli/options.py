@@ -106,6 +106,17 @@ offset = number(0.0, 1.0)
 zoom_out = number(1.0, MAX_ZOOM_OUT)
 
 
+def export_batch(text: str):
+    """``--batch`` of an ONNX export: ``dynamic`` or a batch size in ``1..MAX_BATCH_SIZE``."""
+    if text.strip() == "dynamic":
+        return "dynamic"
+    try:
+        return batch_size(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 'dynamic' or an integer in "
+                                         f"1..{MAX_BATCH_SIZE}, got {text!r}") from None
+
+
 def step(text: str) -> float:
     """A step between anchor centres: ``-1`` (1 / the map's size) or a number in (0, 10]."""
     if re.fullmatch(r"\s*-1(\.0*)?\s*", text):

@@ -139,7 +139,8 @@ def decoder_predictor(model: LoadedModel, decoders: Sequence[str]) -> Predictor:
             outputs = parallel_apply(all_heads, images, model.contexts)
             return {d: outputs[3 * k:3 * k + 3] for k, d in enumerate(heads)}
         return predict
-    models = {d: load_detector(model.source, s, ctx=model.contexts) for d, s in specs.items()}
+    models = {d: load_detector(model.source, s, ctx=model.contexts, engine=model.engine,
+                               precision=model.precision) for d, s in specs.items()}
     return lambda images: {d: m.predict(images) for d, m in models.items()}
 
 
@@ -198,7 +199,9 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
                    seed: Optional[int] = None, batch_size: Optional[int] = None,
                    metrics: Sequence[str] = METRICS, decoders: Optional[Sequence[str]] = None,
                    num_workers: int = 0, progress: bool = True,
-                   skip_bad: Optional[bool] = None, ctx: Contexts = None) -> ModelEvaluation:
+                   skip_bad: Optional[bool] = None, ctx: Contexts = None,
+                   engine: Optional[str] = None, precision: Optional[str] = None
+                   ) -> ModelEvaluation:
     """Evaluate a checkpoint or export on a dataset split (what ``gluon-ssd evaluate`` runs).
 
     Every setting left ``None`` takes the value the model was trained with (a checkpoint's
@@ -207,7 +210,8 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
     For an export, the defaults are ``synthetic`` data with seed 0.
 
     Args:
-        path: a checkpoint file or an export prefix (:func:`gluon_ssd.detect.load_detector`).
+        path: a checkpoint file, an export prefix or an ONNX file
+            (:func:`gluon_ssd.detect.load_detector`).
         data: ``synthetic``, ``voc``, ``coco`` or a dataset folder (VOC or COCO format).
         data_root: root folder of ``voc`` / ``coco``.
         split: the split (``val``; ``train``; VOC names such as ``2007_test``).
@@ -222,6 +226,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
             truncated, instead of stopping at the first; ``None``: as in training.
         ctx: the device(s) to run on: one context or a list, over which each batch is split
             (default: the CPU).
+        engine, precision: how an ONNX file runs (see :func:`~gluon_ssd.detect.load_detector`).
 
     Raises:
         ValueError: a missing or unreadable model or dataset, or a dataset whose classes are not
@@ -229,7 +234,7 @@ def evaluate_model(path: str, *, data: Optional[str] = None, data_root: Optional
         BadImageError: an image that cannot be decoded or is truncated (named), unless
             ``skip_bad``.
     """
-    model = load_detector(path, ctx=ctx)
+    model = load_detector(path, ctx=ctx, engine=engine, precision=precision)
     config = _data_config(model, data, data_root, val_size, seed, skip_bad)
     dataset = build_split(config, split, model.image_size)
     check_classes(model.classes, f"{model.source} detects", dataset.classes,
