@@ -174,6 +174,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         overrides["score_threshold"] = args.score_threshold
     if args.format == "onnx":
         _check_onnx_output(args)
+    else:
+        _check_new_prefix(args.output)
     detector, size = _checkpoint_model(args, overrides or None)
     if args.format == "onnx":
         return _export_onnx(args, detector, size)
@@ -182,6 +184,17 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{len(detector.classes)} classes, input {size[0]}x{size[1]}, {detector.spec})")
     print("wrote " + ", ".join(paths.values()))
     return 0
+
+
+def _check_new_prefix(prefix: str) -> None:
+    """``ValueError`` naming ``-o`` if a file of the export at ``prefix`` exists (an export or
+    a quantized model never replaces a file: another run's, or an input)."""
+    from ..export import export_paths
+
+    for path in export_paths(prefix).values():
+        if os.path.exists(path):
+            raise ValueError(f"-o {prefix}: {path} exists; choose another prefix (export never "
+                             "replaces a file)")
 
 
 def _check_onnx_output(args: argparse.Namespace) -> None:
@@ -331,6 +344,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.gpus:
         raise ValueError("argument --gpus: quantize makes a oneDNN INT8 model, which runs on "
                          "CPUs only; drop --gpus")
+    _check_new_prefix(args.output)
     detector, size = _checkpoint_model(args)
     batches = _calibration(args, detector, size)
     os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no oneDNN log lines between the bars
