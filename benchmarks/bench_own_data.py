@@ -17,9 +17,9 @@ of small / medium / large objects and each class's VOC07 AP too), the anchors' c
 validation boxes (best IoU >= 0.5) and the wall-clock training time. The configurations:
 
 * ``recipe``: ``gluon-ssd train --data PATH``, nothing else: the demo preset's
-  ``FiniteDataSpec``, a schedule by images seen and horizontal flips;
-* ``preset schedule`` (``--epochs 6 --no-flip``, the demo's recipe for endless synthetic data):
-  the choices off, which is what the command did before the recipe existed;
+  ``FiniteDataSpec``, a schedule by images seen, batches of 8 and horizontal flips;
+* ``preset schedule`` (``--epochs 6 --no-flip --batch-size 16``, the demo's recipe for endless
+  synthetic data): the choices off, which is what the command did before the recipe existed;
 * ``no flips`` (``--no-flip``): the recipe's schedule without its flips;
 * ``augmentation`` (``--augment``: the paper's photometric distortion, zoom-out, min-IoU crop and
   flip), ``fitted anchors`` (``--anchors fit``: anchors fitted to the training boxes) and
@@ -45,7 +45,7 @@ from gluon_ssd.data.voc_shapes import make_dataset
 
 CONFIGS: Dict[str, List[str]] = {
     "recipe": [],
-    "preset schedule": ["--epochs", "6", "--no-flip"],
+    "preset schedule": ["--epochs", "6", "--no-flip", "--batch-size", "16"],
     "no flips": ["--no-flip"],
     "augmentation": ["--augment"],
     "fitted anchors": ["--anchors", "fit"],

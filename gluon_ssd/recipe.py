@@ -143,8 +143,15 @@ def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
         if finite and anchors != "preset":
             notes.append(f"anchors {anchors}: {preset.name}'s recipe for a finite dataset "
                          "(--anchors preset overrides)")
+    batch_size = config.get("batch_size")
+    if batch_size is None:
+        batch_size = finite.batch_size if finite and finite.batch_size else spec.batch_size
+        if finite and finite.batch_size:
+            notes.append(f"batch size {batch_size}: {preset.name}'s recipe for a finite dataset, "
+                         f"more steps than its {spec.batch_size} for endless data "
+                         "(--batch-size overrides)")
     mining = config.get("mining")
-    return Recipe(batch_size=config.get("batch_size") or spec.batch_size,
+    return Recipe(batch_size=batch_size,
                   learning_rate=config.get("learning_rate") or spec.learning_rate,
                   eval_every=config.get("eval_every") or spec.eval_every,
                   mining=spec.mining if mining is None else mining, augment=augment,

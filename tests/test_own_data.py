@@ -180,15 +180,17 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     assert recipe.flip is finite.flip is True and not demo.train.flip
     assert any(n.startswith("augmentation ") for n in recipe.notes)
     assert any(n.startswith("horizontal flips") for n in recipe.notes)
+    assert recipe.batch_size == finite.batch_size != demo.train.batch_size
+    assert any(n.startswith("batch size") for n in recipe.notes)
     assert choose_recipe({"data": "synthetic"}, demo) == replace(
         recipe, augment=demo.train.augment, zoom_out=demo.train.zoom_out, anchors="preset",
-        flip=demo.train.flip, notes=())
+        flip=demo.train.flip, batch_size=demo.train.batch_size, notes=())
     fitted = choose_recipe({"data": "/my/data"}, replace(demo, finite=replace(finite,
                                                                                anchors="fit")))
     assert fitted.anchors == "fit" and any("--anchors preset overrides" in n
                                            for n in fitted.notes)
     override = choose_recipe({"data": "voc", "augment": False, "flip": False,
-                              "anchors": "preset"}, demo)
+                              "batch_size": 16, "anchors": "preset"}, demo)
     assert (override.augment, override.flip, override.anchors, override.notes) == (
         False, False, "preset", ())
     assert choose_recipe({"data": "x", "init": "demo"}, demo).anchors is None
