@@ -10,7 +10,7 @@ from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..anchors import AnchorGenerator
-from ..devices import first_data
+from ..devices import block_contexts, first_data
 from ..presets import ModelSpec
 from .backbone import VGG16
 
@@ -101,16 +101,13 @@ class SSD(gluon.HybridBlock):
         old_index = {name: i + 1 for i, name in enumerate(self.classes)}
         with self.name_scope():
             new = self._class_predictors(len(classes))
-        new.initialize(ctx=self._contexts())
+        new.initialize(ctx=block_contexts(self))
         if reuse:
             rows = [0] + [old_index.get(name, -1) for name in classes]
             for old, fresh, k in zip(self.class_predictors, new, self.anchor_generator.num_anchors):
                 _copy_class_rows(old, fresh, rows, k)
         self.classes = tuple(classes)
         self.class_predictors = new
-
-    def _contexts(self) -> List[mx.Context]:
-        return next(iter(self.collect_params().values())).list_ctx()
 
 
 def _copy_class_rows(old: nn.Conv2D, new: nn.Conv2D, rows: List[int], anchors: int) -> None:
