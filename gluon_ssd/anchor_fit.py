@@ -138,7 +138,7 @@ def _greedy_extra_sizes(boxes: np.ndarray, spec: AnchorSpec, best: np.ndarray,
             owners.append((k, float(f"{e * side:.4g}")))
     layer_of = np.array([k for k, _ in owners], int)
     costs = np.array([len(spec.ratios[k]) for k in layer_of], float)
-    budgets = np.array([max_anchors - len(r) - 1 for r in spec.ratios], float)
+    budgets = np.array([max_anchors - prior.num_anchors for prior in spec_priors(spec)], float)
     picked, best = _greedy_cover(np.array(options).reshape(len(owners), len(boxes)), layer_of,
                                  costs, budgets, best, min_gain, threshold)
     extra: List[List[float]] = [[] for _ in range(m)]
@@ -156,6 +156,37 @@ def _spec_best_iou(boxes: np.ndarray, spec: AnchorSpec) -> np.ndarray:
                         np.array([a.ratio for a in shapes]))
         best = np.maximum(best, iou.max(axis=0))
     return best
+
+
+def _sample(boxes: np.ndarray, max_boxes: int) -> np.ndarray:
+    """``boxes``, or ``max_boxes`` of them chosen with a fixed seed (fitting stays fast and
+    deterministic)."""
+    if len(boxes) <= max_boxes:
+        return boxes
+    return boxes[np.sort(np.random.default_rng(0).choice(len(boxes), max_boxes, False))]
+
+
+def extend_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 8,
+                   min_gain: float = 0.003, threshold: float = MATCH_THRESHOLD,
+                   max_boxes: int = 5000) -> AnchorSpec:
+    """``spec``'s anchors, every one kept, plus extra sizes for the boxes ``(M, 4)`` (normalised
+    corners, network-input frame) that none of them covers.
+
+    Each extra size brings its layer's ratios (:func:`_greedy_extra_sizes`) and is added while it
+    newly covers at least ``min_gain`` of the boxes and its layer stays within
+    ``max_anchors_per_cell`` anchors per cell. Where :func:`fit_anchors` chooses every anchor
+    for the highest coverage, this keeps the preset's, so the boxes they cover match as before
+    (and a model fine-tuned from the preset keeps their box predictors): the data's small
+    objects get anchors of their own without the others losing theirs. Returns ``spec`` when
+    nothing helps. Deterministic.
+    """
+    boxes = _sample(check_boxes(boxes), max_boxes)
+    extra, _ = _greedy_extra_sizes(boxes, spec, _spec_best_iou(boxes, spec),
+                                   max_anchors_per_cell, min_gain, threshold)
+    if not any(extra):
+        return spec
+    mine = spec.extra_sizes or ((),) * len(extra)
+    return replace(spec, extra_sizes=tuple(tuple(sorted(a + b)) for a, b in zip(mine, extra)))
 
 
 def fit_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 8,
@@ -185,9 +216,7 @@ def fit_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 8,
     """
     if max_anchors_per_cell < 2:
         raise ValueError(f"max_anchors_per_cell must be >= 2, got {max_anchors_per_cell}")
-    boxes = check_boxes(boxes)
-    if len(boxes) > max_boxes:
-        boxes = boxes[np.sort(np.random.default_rng(0).choice(len(boxes), max_boxes, False))]
+    boxes = _sample(check_boxes(boxes), max_boxes)
     sizes, ratios = box_shapes(boxes)
     candidates = _ratio_candidates(ratios, spec)
     lows = np.geomspace(*np.percentile(sizes, (1, 40)), 7)
@@ -298,11 +327,13 @@ def read_anchor_file(path: str, base: AnchorSpec) -> AnchorSpec:
 
 
 def choose_anchors(choice: str, base: AnchorSpec, boxes) -> AnchorSpec:
-    """The anchors a run trains with: ``"preset"`` (``base``), ``"fit"`` (fitted to ``boxes
-    (M, 4)``, normalised corners; :func:`fit_anchors`) or an anchor file's
-    (:func:`read_anchor_file`)."""
+    """The anchors a run trains with: ``"preset"`` (``base``), ``"extend"`` (``base`` and more
+    for the ``boxes (M, 4)``, normalised corners, it misses; :func:`extend_anchors`), ``"fit"``
+    (fitted to the boxes; :func:`fit_anchors`) or an anchor file's (:func:`read_anchor_file`)."""
     if choice == "preset":
         return base
+    if choice == "extend":
+        return extend_anchors(boxes, base)
     if choice == "fit":
         return fit_anchors(boxes, base)
     return read_anchor_file(choice, base)

@@ -20,7 +20,7 @@ import glob
 import json
 import os
 import tempfile
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import mxnet as mx
 import numpy as np
@@ -185,14 +185,15 @@ def load_checkpoint(path: str, preset: Optional[str] = None,
 
 
 def fine_tune_start(path: str, classes: Sequence[str], preset: Optional[str] = None,
-                    anchors: Optional[AnchorSpec] = None,
+                    anchors: Union[AnchorSpec, Callable[[AnchorSpec], AnchorSpec], None] = None,
                     ctx: Contexts = None) -> Tuple[SSD, int, int]:
     """An SSD for ``classes`` starting from a trained checkpoint (fine-tuning): its backbone and
     box predictors, and the class predictors' rows of the background and of every class in
     both lists (:meth:`~gluon_ssd.model.ssd.SSD.reset_classes`); other classes start fresh.
 
-    ``anchors``, when given, replace the checkpoint's: the box predictors of layers whose anchor
-    count changes start fresh too. The net lives on ``ctx`` (one context or a list).
+    ``anchors``, when given, replace the checkpoint's (a function: its value for the
+    checkpoint's anchors, e.g. them extended to a dataset): the box predictors of layers whose
+    anchor count changes start fresh too. The net lives on ``ctx`` (one context or a list).
     Returns ``(net, arrays kept, arrays)``, both counted without the class predictors.
     ``ValueError`` naming ``path`` if the checkpoint is of another preset than ``preset``.
     """
@@ -200,7 +201,8 @@ def fine_tune_start(path: str, classes: Sequence[str], preset: Optional[str] = N
     check_identity(path, meta.get("preset"), meta["classes"], preset)
     spec = ModelSpec.from_dict(meta["model_spec"], path)
     if anchors is not None:
-        spec = dataclasses.replace(spec, anchors=anchors)
+        spec = dataclasses.replace(spec, anchors=anchors(spec.anchors) if callable(anchors)
+                                   else anchors)
     contexts = as_contexts(ctx)
     net = SSD(spec, meta["classes"], len(contexts))
     net.initialize(ctx=contexts)

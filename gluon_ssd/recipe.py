@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .presets import Preset, Spec
 
@@ -33,12 +33,15 @@ class TrainConfig(Spec):
             process with ``num_workers`` > 0. 0 renders every time.
         mining, augment: hard negative mining / the paper's augmentation on or off (default:
             the preset's; on a finite dataset its :class:`~gluon_ssd.presets.FiniteDataSpec`'s).
-        flip: without the paper's augmentation, flip half the images horizontally (default as
-            ``augment``'s).
-        anchors: ``"preset"``, ``"fit"`` (fitted to the training boxes before the network is
-            built) or an anchor file (``gluon-ssd anchors --data ... --json``); default: the
-            preset's choice for the data, or with ``init`` the initial model's anchors. The
-            network's anchors are stored in its checkpoints.
+        flip, distort, zoom_in: without the paper's augmentation, flip half the images
+            horizontally, distort their colours, crop around all their boxes up to ``zoom_in``
+            times per side (1: no crop); defaults as ``augment``'s.
+        anchors: ``"preset"``, ``"extend"`` (the preset's, or with ``init`` the initial
+            model's, and more for the training boxes they miss), ``"fit"`` (all fitted to the
+            training boxes before the network is built) or an anchor file (``gluon-ssd anchors
+            --data ... --json``); default: the preset's choice for a finite dataset, else the
+            preset's or with ``init`` the initial model's. The network's anchors are stored in
+            its checkpoints.
         init: fine-tune from a trained gluon-ssd checkpoint (a path, or a shipped model's name
             such as ``demo``): backbone and box predictors kept, class predictors reset to this
             dataset's classes (:func:`~gluon_ssd.checkpoint.fine_tune_start`).
@@ -77,6 +80,8 @@ class TrainConfig(Spec):
     augment: Optional[bool] = None
     zoom_out: Optional[float] = None
     flip: Optional[bool] = None
+    distort: Optional[bool] = None
+    zoom_in: Optional[float] = None
     anchors: Optional[str] = None
     init: Optional[str] = None
     skip_bad: bool = False
@@ -95,10 +100,10 @@ class Recipe:
     """A config's settings, resolved.
 
     Attributes:
-        batch_size, learning_rate, eval_every, mining, augment, zoom_out, flip: as in the preset's
-            :class:`~gluon_ssd.presets.TrainSpec`.
-        anchors: ``"preset"``, ``"fit"``, an anchor file, or ``None``: the initial model's
-            (fine-tuning, ``init``).
+        batch_size, learning_rate, eval_every, mining, augment, zoom_out, flip, distort,
+            zoom_in: as in the preset's :class:`~gluon_ssd.presets.TrainSpec`.
+        anchors: ``"preset"``, ``"extend"``, ``"fit"``, an anchor file, or ``None``: the
+            initial model's (fine-tuning, ``init``).
         notes: one line per choice made for the data, saying what and why.
     """
 
@@ -109,6 +114,8 @@ class Recipe:
     augment: bool
     zoom_out: float
     flip: bool
+    distort: bool
+    zoom_in: float
     anchors: Optional[str]
     notes: Tuple[str, ...] = ()
 
@@ -131,14 +138,9 @@ def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
         if finite and finite.zoom_out and augment:
             notes.append(f"zoom-out up to {zoom_out:g}x (the paper's {spec.zoom_out:g}x shrinks "
                          "small objects below the smallest anchors; --zoom-out overrides)")
-    flip = config.get("flip")
-    if flip is None:
-        flip = finite.flip if finite else spec.flip
-        if finite and flip and not augment:
-            notes.append(f"horizontal flips: {preset.name}'s recipe for a finite dataset "
-                         "(--no-flip overrides)")
+    light = _light_augmentation(config, preset, augment, notes)
     anchors = config.get("anchors")
-    if anchors is None and not config.get("init"):
+    if anchors is None and (finite or not config.get("init")):  # else the initial model's
         anchors = finite.anchors if finite else "preset"
         if finite and anchors != "preset":
             notes.append(f"anchors {anchors}: {preset.name}'s recipe for a finite dataset "
@@ -155,7 +157,31 @@ def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
                   learning_rate=config.get("learning_rate") or spec.learning_rate,
                   eval_every=config.get("eval_every") or spec.eval_every,
                   mining=spec.mining if mining is None else mining, augment=augment,
-                  zoom_out=zoom_out, flip=flip, anchors=anchors, notes=tuple(notes))
+                  zoom_out=zoom_out, **light, anchors=anchors, notes=tuple(notes))
+
+
+# The augmentation without the paper's: each setting, its value when off, how the log names it
+# and the flag that turns it off.
+_LIGHT = (("flip", False, "horizontal flips", "--no-flip"),
+          ("distort", False, "colour distortion", "--no-distort"),
+          ("zoom_in", 1.0, "zoom-in up to {:g}x by crops that keep every box", "--zoom-in 1"))
+
+
+def _light_augmentation(config: Mapping[str, Any], preset: Preset, augment: bool,
+                        notes: List[str]) -> Dict[str, Any]:
+    """``flip``, ``distort`` and ``zoom_in`` as ``config`` chooses, or as the preset's recipe
+    for the data does (then said in ``notes`` if on; the paper's augmentation replaces them)."""
+    finite = preset.finite_recipe(str(config.get("data") or "synthetic"))
+    chosen = {}
+    for name, off, what, flag in _LIGHT:
+        value = config.get(name)
+        if value is None:
+            value = getattr(finite or preset.train, name)
+            if finite and value != off and not augment:
+                notes.append(f"{what.format(value)}: {preset.name}'s recipe for a finite "
+                             f"dataset ({flag} overrides)")
+        chosen[name] = value
+    return chosen
 
 
 def choose_epochs(config: Mapping[str, Any], preset: Preset,

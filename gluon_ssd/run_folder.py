@@ -112,11 +112,11 @@ def fixed_settings(config: Mapping[str, Any], preset: Preset, workers: Optional[
     """What a resumed run must keep, from a training config (``dataclasses.asdict`` of a
     ``TrainConfig``, or the one a checkpoint records), ``None`` values resolved as training
     resolves them: the model (preset, input size), the data (dataset, root, sizes, skipped
-    images), its order and augmentation (seed, batch size, augment, flip, number of workers), the
-    loss (mining), the anchors' choice and the initial model. ``workers=None``: not known (not
-    compared). ``resuming``: the config of a resume, whose anchors and initial model, when it
-    does not name them, are the run's (the checkpoint holds the network): ``None``, not
-    compared."""
+    images), its order and augmentation (seed, batch size, augment, flip, distort, zoom-in,
+    number of workers), the loss (mining), the anchors' choice and the initial model.
+    ``workers=None``: not known (not compared). ``resuming``: the config of a resume, whose
+    anchors and initial model, when it does not name them, are the run's (the checkpoint holds
+    the network): ``None``, not compared."""
     recipe = choose_recipe(config, preset)
     data = str(config.get("data") or "synthetic")
     name = data.lower() if data.lower() in ("synthetic", "voc", "coco") else None
@@ -135,6 +135,8 @@ def fixed_settings(config: Mapping[str, Any], preset: Preset, workers: Optional[
         "augment": recipe.augment,
         "zoom_out": recipe.zoom_out if recipe.augment else None,
         "flip": None if recipe.augment else recipe.flip,
+        "distort": None if recipe.augment else recipe.distort,
+        "zoom_in": None if recipe.augment else recipe.zoom_in,
         "mining": recipe.mining,
         "anchors": (None if resuming and not config.get("anchors") else
                     recipe.anchors if recipe.anchors in ANCHOR_CHOICES else

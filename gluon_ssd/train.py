@@ -12,6 +12,7 @@ never clobbers an earlier one, and a resumed run keeps the settings it was train
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -157,6 +158,7 @@ class Run:
         self.eval_every, self.mining, self.augment = (recipe.eval_every, recipe.mining,
                                                       recipe.augment)
         self.zoom_out, self.flip = recipe.zoom_out, recipe.flip
+        self.distort, self.zoom_in = recipe.distort, recipe.zoom_in
         self.anchor_choice = recipe.anchors  # None: the initial model's (init)
         self.notes: List[str] = list(recipe.notes)  # what the recipe chose and why, for the log
         self.size = cfg.image_size or self.preset.model.anchors.image_size
@@ -199,7 +201,8 @@ class Run:
         size, model = (self.size, self.size), self.preset.model
         self.train_loader = DetectionLoader(
             self.train_shard, TrainTransform(size, model.mean, model.std, augment=self.augment,
-                                             max_expand=self.zoom_out, flip=self.flip),
+                                             max_expand=self.zoom_out, flip=self.flip,
+                                             distort=self.distort, zoom_in=self.zoom_in),
             self.batch_size, shuffle=True, seed=self.cfg.seed, last_batch="discard",
             num_workers=self.cfg.num_workers)
         self.val_loader = evaluation_loader(self.val_data, size, model.mean, model.std,
@@ -225,12 +228,14 @@ class Run:
     def _new_model(self) -> SSD:
         """A fresh SSD (with the ImageNet base if given) or, with ``init``, one fine-tuned from
         a trained model; its anchors as :attr:`anchor_choice` says."""
-        cfg, base = self.cfg, self.preset.model.anchors
+        cfg, base, choice = self.cfg, self.preset.model.anchors, self.anchor_choice
         anchors = None
-        if self.anchor_choice is not None:
-            anchors = choose_anchors(self.anchor_choice, base, self.train_boxes)
+        if choice is not None:
+            anchors = choose_anchors(choice, base, self.train_boxes)
         if cfg.init:
             source = resolve_model(cfg.init)
+            if choice == "extend":  # the initial model's anchors, extended
+                anchors = functools.partial(choose_anchors, choice, boxes=self.train_boxes)
             net, kept, total = fine_tune_start(source, self.classes, self.preset.name, anchors,
                                                self.contexts)
             self.notes.append(f"started from {cfg.init} ({source}): {kept} of its {total} "
@@ -250,12 +255,15 @@ class Run:
         (:func:`~gluon_ssd.anchor_fit.coverage_note`)."""
         if not self.cluster.is_root:
             return
-        how = {"fit": "fitted to the training boxes", "preset": f"{self.preset.name}'s"}.get(
+        base = f"the initial model's, --init {self.cfg.init}" if self.cfg.init else (
+            f"{self.preset.name}'s")
+        how = {"fit": "fitted to the training boxes", "preset": f"{self.preset.name}'s",
+               "extend": f"{base}, and more for the training boxes they miss"}.get(
             self.anchor_choice, f"from {self.anchor_choice}")
         if self.resumed:
             how = "the resumed run's"
         elif self.anchor_choice is None:
-            how = f"the initial model's, --init {self.cfg.init}"
+            how = base
         note = coverage_note(self.train_boxes, self.net.spec.anchors, self.preset.model.anchors,
                              self.preset.name, how, self.cfg.data)
         print("\n".join([f"recipe: {n}" for n in self.notes] + [note]), flush=True)

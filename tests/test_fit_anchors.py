@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluon_ssd.anchor_fit import _spec_best_iou, describe_fit, fit_anchors
+from gluon_ssd.anchor_fit import _spec_best_iou, describe_fit, extend_anchors, fit_anchors
 from gluon_ssd.anchors import preset_anchors, spec_priors
 from gluon_ssd.coverage import preset_coverage, sample_boxes
 from gluon_ssd.model import SSD
@@ -119,6 +119,35 @@ def test_fit_subsamples_many_boxes_and_checks_arguments():
         fit_anchors(boxes, DEMO_ANCHORS, max_anchors_per_cell=1)
     with pytest.raises(ValueError, match="row 0 has coordinates outside"):
         fit_anchors([[10, 20, 50, 80]], DEMO_ANCHORS)
+
+
+def _anchor_set(spec):
+    return {tuple(np.round(a, 5)) for a in preset_anchors(spec)}
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_extend_keeps_every_preset_anchor_and_covers_the_small_boxes(seed):
+    """``extend``: the preset's anchors all stay (same sizes, ratios, places), extra sizes on
+    top reach boxes under the smallest size, no layer over 8 anchors per cell."""
+    boxes = generator_like_boxes(400, seed)
+    extended = extend_anchors(boxes, DEMO_ANCHORS)
+    assert (extended.sizes, extended.ratios) == (DEMO_ANCHORS.sizes, DEMO_ANCHORS.ratios)
+    assert _anchor_set(DEMO_ANCHORS) < _anchor_set(extended)
+    assert_valid_fit(extended, DEMO_ANCHORS)
+    before, after = (preset_coverage(boxes, s) for s in (DEMO_ANCHORS, extended))
+    assert after.coverage >= before.coverage + 0.08
+    assert min(e for layer in extended.extra_sizes for e in layer) < DEMO_ANCHORS.sizes[0]
+    small = (boxes[:, 2:] - boxes[:, :2]).max(axis=1) < 0.1
+    assert after.best_iou[small].mean() > before.best_iou[small].mean() + 0.1
+    assert extend_anchors(boxes, DEMO_ANCHORS) == extended  # deterministic
+    # extending again only adds (the earlier extra sizes stay)
+    again = extend_anchors(boxes, extended, max_anchors_per_cell=10)
+    assert all(set(a) <= set(b) for a, b in zip(extended.extra_sizes, again.extra_sizes))
+
+
+def test_extend_keeps_a_preset_that_covers_everything():
+    boxes = sample_boxes(300, seed=2, min_size=0.22, max_size=0.84, max_ratio=1.3)
+    assert extend_anchors(boxes, DEMO_ANCHORS) == DEMO_ANCHORS
 
 
 def test_generated_dataset_loads_as_a_voc_folder(tmp_path):

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from gluon_ssd.anchor_fit import (COVERAGE_WARNING, anchor_file_document, choose_anchors,
-                                  fit_anchors, read_anchor_file)
+                                  extend_anchors, fit_anchors, read_anchor_file)
+from gluon_ssd.anchors import preset_anchors
 from gluon_ssd.checkpoint import fine_tune_start, load_checkpoint, read_checkpoint
 from gluon_ssd.cli import main
 from gluon_ssd.coverage import preset_coverage
@@ -136,6 +137,24 @@ def test_anchors_data_fit_reports_writes_a_picture_and_an_anchor_file(shapes, tm
         assert main(["anchors", "--data", shapes]) == 0
         assert f"wrote {name}" in capsys.readouterr().out
     _refused(capsys, ["anchors", "--preset", "demo", "--fit"], "--fit needs --data")
+    _refused(capsys, ["anchors", "--preset", "demo", "--extend"], "--extend needs --data")
+    _refused(capsys, ["anchors", "--data", shapes, "--fit", "--extend"],
+             "--extend: not allowed with argument --fit")
+
+
+def test_anchors_data_extend_keeps_the_preset_and_adds(shapes, tmp_path, capsys):
+    spec_file = tmp_path / "extended.json"
+    assert main(["anchors", "--data", shapes, "--extend", "-o", str(tmp_path / "c.png"),
+                 "--json", str(spec_file)]) == 0
+    assert "extended anchors:" in capsys.readouterr().out
+    boxes, _ = dataset_boxes(get_dataset(shapes, "train"), "shapes")
+    extended = read_anchor_file(str(spec_file), DEMO_ANCHORS)
+    assert extended == extend_anchors(boxes, DEMO_ANCHORS) != DEMO_ANCHORS
+    assert (extended.sizes, extended.ratios) == (DEMO_ANCHORS.sizes, DEMO_ANCHORS.ratios)
+    document = _json(spec_file)
+    assert document["method"] == "extend" and document["fitted"] is True
+    assert document["coverage"]["extended"] > document["coverage"]["demo"]
+    assert choose_anchors("extend", DEMO_ANCHORS, boxes) == extended
     _refused(capsys, ["anchors", "--data", shapes, "--sizes", "0.2"], "drop --sizes")
 
 
@@ -178,30 +197,42 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     recipe = choose_recipe({"data": "/my/data"}, demo)
     assert recipe.augment is finite.augment and recipe.anchors == finite.anchors
     assert recipe.flip is finite.flip is True and not demo.train.flip
+    assert recipe.distort is finite.distort is True and not demo.train.distort
+    assert recipe.zoom_in == finite.zoom_in > 1 == demo.train.zoom_in
     assert any(n.startswith("augmentation ") for n in recipe.notes)
-    assert any(n.startswith("horizontal flips") for n in recipe.notes)
+    for start, flag in (("horizontal flips", "--no-flip"), ("colour distortion", "--no-distort"),
+                        (f"zoom-in up to {finite.zoom_in:g}x", "--zoom-in 1")):
+        assert any(n.startswith(start) and flag in n for n in recipe.notes), start
     assert recipe.batch_size == finite.batch_size != demo.train.batch_size
     assert any(n.startswith("batch size") for n in recipe.notes)
     assert choose_recipe({"data": "synthetic"}, demo) == replace(
         recipe, augment=demo.train.augment, zoom_out=demo.train.zoom_out, anchors="preset",
-        flip=demo.train.flip, batch_size=demo.train.batch_size, notes=())
+        flip=demo.train.flip, distort=demo.train.distort, zoom_in=demo.train.zoom_in,
+        batch_size=demo.train.batch_size, notes=())
     fitted = choose_recipe({"data": "/my/data"}, replace(demo, finite=replace(finite,
                                                                                anchors="fit")))
     assert fitted.anchors == "fit" and any("--anchors preset overrides" in n
                                            for n in fitted.notes)
-    override = choose_recipe({"data": "voc", "augment": False, "flip": False,
-                              "batch_size": 16, "anchors": "preset"}, demo)
-    assert (override.augment, override.flip, override.anchors, override.notes) == (
-        False, False, "preset", ())
-    assert choose_recipe({"data": "x", "init": "demo"}, demo).anchors is None
+    override = choose_recipe({"data": "voc", "augment": False, "flip": False, "distort": False,
+                              "zoom_in": 1.0, "batch_size": 16, "anchors": "preset"}, demo)
+    assert (override.augment, override.flip, override.distort, override.zoom_in,
+            override.anchors, override.notes) == (False, False, False, 1.0, "preset", ())
+    # the paper's augmentation does all three its own way: no note on them
+    paper = choose_recipe({"data": "voc", "augment": True}, demo)
+    assert not any(n.startswith(("horizontal", "colour", "zoom-in")) for n in paper.notes)
+    assert choose_recipe({"data": "x", "init": "demo"}, demo).anchors == finite.anchors
+    assert choose_recipe({"data": "synthetic", "init": "demo"}, demo).anchors is None
     epochs, note = choose_epochs({"data": "x"}, demo, 600)
     assert epochs == -(-finite.images_seen // 600) and "images seen" in note
     assert choose_epochs({"data": "x", "epochs": 3}, demo, 600) == (3, None)
     assert choose_epochs({"data": "synthetic"}, demo, 5000) == (demo.train.epochs, None)
     assert choose_epochs({"data": "x"}, get_preset("ssd300"), 600)[0] == 240  # no recipe
     settings = fixed_settings({"data": "/my/data"}, demo)
-    assert (settings["anchors"], settings["augment"], settings["flip"], settings["init"]) == (
-        finite.anchors, finite.augment, finite.flip, None)
+    assert (settings["anchors"], settings["augment"], settings["flip"], settings["distort"],
+            settings["zoom_in"], settings["init"]) == (
+        finite.anchors, finite.augment, finite.flip, finite.distort, finite.zoom_in, None)
+    paper = fixed_settings({"data": "/my/data", "augment": True}, demo)
+    assert paper["flip"] is paper["distort"] is paper["zoom_in"] is None
     assert fixed_settings({"data": "d", "init": "./demo"}, demo)["init"] == "demo"
     assert fixed_settings({"data": "d", "anchors": "./a.json"}, demo)["anchors"] == "a.json"
 
@@ -243,13 +274,25 @@ def test_training_fits_anchors_and_every_job_uses_them_without_a_flag(shapes, tm
 def test_the_coverage_warning_names_the_fix(shapes, tmp_path, capsys):
     boxes, _ = dataset_boxes(get_dataset(shapes, "train"), "shapes")
     assert preset_coverage(boxes, DEMO_ANCHORS).coverage < COVERAGE_WARNING
-    # the default anchors of a dataset folder
+    # the preset's anchors
     assert main(["train", "--data", shapes, "--out", str(tmp_path / "run"), "--epochs", "1",
-                 *TINY]) == 0
+                 "--anchors", "preset", *TINY]) == 0
     out = capsys.readouterr().out
     assert "anchors (demo's, 3458 at 192 px)" in out
     assert f"warning: under {COVERAGE_WARNING:.0%}" in out and "--anchors fit" in out
     assert f"gluon-ssd anchors --data {shapes} --fit" in out
+    # the default anchors of a dataset folder: the preset's extended, both coverages printed,
+    # the warning as their coverage says
+    assert main(["train", "--data", shapes, "--out", str(tmp_path / "run2"), "--epochs", "1",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    extended = extend_anchors(boxes, DEMO_ANCHORS)
+    coverage = preset_coverage(boxes, extended).coverage
+    assert "recipe: anchors extend" in out
+    assert (f"anchors (demo's, and more for the training boxes they miss, "
+            f"{len(preset_anchors(extended))} at 192 px): cover {coverage:.1%}") in out
+    assert f"demo's: {preset_coverage(boxes, DEMO_ANCHORS).coverage:.1%}" in out
+    assert (f"warning: under {COVERAGE_WARNING:.0%}" in out) == (coverage < COVERAGE_WARNING)
 
 
 def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path, capsys):
@@ -271,7 +314,16 @@ def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path,
                  *TINY]) == 0
     out = capsys.readouterr().out
     assert "recipe: started from demo" in out
-    assert "anchors (the initial model's, --init demo" in out
+    assert "anchors (the initial model's, --init demo, and more for the training boxes" in out
+    extended = extend_anchors(dataset_boxes(get_dataset(shapes, "train"), "s")[0], DEMO_ANCHORS)
+    assert load_checkpoint(str(run / "checkpoint-last.params"))[0].spec.anchors == extended
+    # the initial model's anchors exactly: the preset's, here
+    assert main(["train", "--data", shapes, "--out", str(tmp_path / "run2"), "--epochs", "1",
+                 "--init", "demo", "--anchors", "preset", *TINY]) == 0
+    assert "anchors (demo's, 3458 at 192 px)" in capsys.readouterr().out
+    extend = fine_tune_start(pretrained_path("demo"), classes, "demo",
+                             lambda initial: replace(initial, extra_sizes=((20.0,),) + ((),) * 5))
+    assert extend[0].spec.anchors.extra_sizes[0] == (20.0,) and extend[1] == kept - 2
     assert read_checkpoint(str(run / "checkpoint-last.params"))[1]["classes"] == list(classes)
     _refused(capsys, ["train", "--preset", "ssd300", "--data", shapes, "--out",
                       str(tmp_path / "x"), "--init", "demo", "--quiet"],

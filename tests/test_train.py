@@ -364,6 +364,9 @@ def test_resume_without_a_checkpoint_names_the_path_it_looked_for(tmp_path):
     (dict(augment=True, mining=False, train_size=16), [
         "--augment True (the run's: False)", "--mining False (the run's: True)",
         "--train-size 16 (the run's: 32)"]),
+    (dict(flip=True, distort=True, zoom_in=1.5), [
+        "--flip True (the run's: False)", "--distort True (the run's: False)",
+        "--zoom-in 1.5 (the run's: 1.0)"]),
 ])
 def test_resume_refuses_settings_that_change_the_model_or_the_data(run_a, tmp_path, change,
                                                                   names):

@@ -12,7 +12,7 @@ from gluon_ssd.data.labels import WIDTH
 from gluon_ssd.data.transforms import (
     DEFAULT_MEAN, DEFAULT_STD, PATCH_CONSTRAINTS, Batch, DetectionLoader, EvalTransform,
     TrainTransform, as_label, batchify, min_iou_crop, random_hflip, sample_patches, seeded_rngs,
-    to_network_input, zoom_out,
+    to_network_input, zoom_in, zoom_out,
 )
 
 
@@ -89,6 +89,65 @@ def test_flips_alone_mirror_half_the_images_and_their_boxes(shapes):
         np.testing.assert_allclose(boxes, mirrored_boxes if flipped else plain_boxes, atol=1e-4)
         flips.append(flipped)
     assert 10 <= sum(flips) <= 30
+
+
+def test_zoom_in_crops_around_every_box_on_a_hand_example():
+    """Every pixel of every object stays in the patch, the boxes move with it, and the patch is
+    1/r of each side unless the boxes need more."""
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[10:20, 30:50] = 255   # box [30, 10, 50, 20]
+    image[40:55, 5:12] = 128    # box [5, 40, 12, 55]
+    label = np.array([[30, 10, 50, 20, 1, 0], [5, 40, 12, 55, 2, 0]], np.float32)
+    grown = []
+    for seed in range(30):
+        with seeded_rngs(seed):
+            patch, moved = zoom_in(mx.nd.array(image, dtype="uint8"), label, 2.0)
+        patch = patch.asnumpy()
+        h, w = patch.shape[:2]
+        assert 45 <= w <= 80 and 45 <= h <= 60  # the boxes span x 5..50, y 10..55
+        assert (patch == 255).sum() == (image == 255).sum()  # nothing cut off
+        assert (patch == 128).sum() == (image == 128).sum()
+        x, y = label[0, 0] - moved[0, 0], label[0, 1] - moved[0, 1]
+        np.testing.assert_array_equal(moved[:, :4], label[:, :4] - [x, y, x, y])
+        np.testing.assert_array_equal(moved[:, 4:], label[:, 4:])
+        np.testing.assert_array_equal(patch, image[int(y):int(y) + h, int(x):int(x) + w])
+        grown.append((w, h) != (80, 60))
+    assert sum(grown) >= 20
+    one = np.array([[70, 2, 78, 8, 0, 0]], np.float32)  # a small box in a corner
+    sides = []
+    for seed in range(30):
+        with seeded_rngs(seed):
+            patch, moved = zoom_in(mx.nd.array(image, dtype="uint8"), one, 4.0)
+        h, w = patch.shape[:2]
+        assert 20 <= w <= 80 and 15 <= h <= 60
+        _assert_valid_boxes(moved, h, w)
+        sides.append(w)
+    assert min(sides) < 40  # zoomed in up to 4x
+    same, kept = zoom_in(mx.nd.array(image, dtype="uint8"), label, 1.0)
+    assert same.shape == image.shape and kept is label
+    empty = np.zeros((0, 6), np.float32)
+    assert zoom_in(mx.nd.array(image, dtype="uint8"), empty, 3.0)[0].shape == image.shape
+
+
+def test_light_augmentation_keeps_every_object_and_is_seeded(shapes):
+    """Without the paper's augmentation, colour distortion and zoom-in: every box survives
+    (inside the image, larger or equal), the same draws under a seed, other colours than plain."""
+    transform = TrainTransform((48, 64), augment=False, flip=True, distort=True, zoom_in=1.6)
+    plain = TrainTransform((48, 64), augment=False)
+    for i in range(len(shapes)):
+        image, label = shapes[i]
+        with seeded_rngs(i):
+            out, boxes = transform(image, label)
+        with seeded_rngs(i):
+            again, same = transform(image, label)
+        np.testing.assert_array_equal(out.asnumpy(), again.asnumpy())
+        np.testing.assert_array_equal(boxes, same)
+        _, before = plain(image, label)
+        assert len(boxes) == len(label) and out.shape == (3, 48, 64)
+        _assert_valid_boxes(boxes, 48, 64)
+        np.testing.assert_array_equal(np.sort(boxes[:, 4]), np.sort(before[:, 4]))
+        area = np.prod(boxes[:, 2:4] - boxes[:, :2], axis=1)
+        assert area.sum() >= np.prod(before[:, 2:4] - before[:, :2], axis=1).sum() - 1e-3
 
 
 def test_eval_transform_scales_boxes_and_keeps_extra_columns():

@@ -47,15 +47,19 @@ def add_anchors(p: argparse.ArgumentParser) -> None:
                       help="synthetic, voc, coco, or a dataset folder (VOC or COCO format)")
     data.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
     data.add_argument("--split", default="train", help="which split's boxes (default train)")
-    data.add_argument("--fit", action="store_true",
-                      help="fit anchors to the boxes and report the coverage before and after")
+    how = data.add_mutually_exclusive_group()
+    how.add_argument("--fit", action="store_true",
+                     help="fit anchors to the boxes and report the coverage before and after")
+    how.add_argument("--extend", action="store_true",
+                     help="keep the preset's anchors and add some for the boxes they miss (what "
+                          "`train --anchors extend` does); report the coverage before and after")
     p.add_argument("-o", "--output", metavar="PNG",
                    help="write the plot here (with --data default: anchor-coverage.png, or "
                         "anchor-coverage-N.png if that exists)")
     p.add_argument("--json", metavar="PATH",
                    help="write the anchors (normalised corners, MultiBoxPrior's order) here; "
                         "with --data the anchor file `gluon-ssd train --anchors PATH` reads "
-                        "(the fitted anchors with --fit, else the preset's)")
+                        "(the fitted anchors with --fit or --extend, else the preset's)")
 
 
 def cmd_anchors(args: argparse.Namespace) -> int:
@@ -63,8 +67,9 @@ def cmd_anchors(args: argparse.Namespace) -> int:
     ``--data``: the coverage report of a dataset's boxes, and fitted anchors."""
     if args.data is not None:
         return _data_anchors(args)
-    if args.fit:
-        raise ValueError("--fit needs --data: the boxes the anchors are fitted to")
+    if args.fit or args.extend:
+        raise ValueError(f"--{'fit' if args.fit else 'extend'} needs --data: the boxes the "
+                         "anchors are fitted to")
     if args.preset is not None:
         given = ["--" + k.replace("_", "-") for k in _MAP_ARGS if getattr(args, k) is not None]
         if given:
@@ -148,7 +153,7 @@ def _free_name(stem: str, suffix: str) -> str:
 def _data_anchors(args: argparse.Namespace) -> int:
     """``anchors --data``: coverage of the preset's anchors on a split's boxes (printed, drawn),
     and with ``--fit`` the fitted anchors and their coverage; ``--json`` writes an anchor file."""
-    from ..anchor_fit import anchor_file_document, describe_fit, fit_anchors
+    from ..anchor_fit import anchor_file_document, describe_fit, extend_anchors, fit_anchors
     from ..coverage import preset_coverage
     from ..data.datasets import get_dataset
     from ..data.labels import dataset_boxes
@@ -172,17 +177,20 @@ def _data_anchors(args: argparse.Namespace) -> int:
     print(f"{name}: {len(dataset)} images; anchors of {preset.name} at {spec.image_size} px\n"
           f"{before.summary()}")
     reports, chosen = {preset.name: before}, spec
-    if args.fit:
-        chosen = fit_anchors(boxes, spec)
-        reports["fitted"] = after = preset_coverage(boxes, chosen)
-        print(f"\nfitted anchors:\n{describe_fit(spec, chosen, before, after)}")
+    if args.fit or args.extend:
+        kind = "fitted" if args.fit else "extended"
+        chosen = (fit_anchors if args.fit else extend_anchors)(boxes, spec)
+        reports[kind] = after = preset_coverage(boxes, chosen)
+        print(f"\n{kind} anchors:\n{describe_fit(spec, chosen, before, after)}")
     plot_dataset_coverage(reports, title=f"{args.data} ({args.split}, {len(boxes)} boxes)",
                           path=png)
     print(f"wrote {png}")
     if args.json:
         coverage = {name: round(r.coverage, 4) for name, r in reports.items()}
         write_json(args.json, anchor_file_document(
-            chosen, preset.name, data=args.data, split=args.split, fitted=args.fit,
+            chosen, preset.name, data=args.data, split=args.split,
+            fitted=args.fit or args.extend,
+            method="fit" if args.fit else "extend" if args.extend else "preset",
             coverage=coverage), mode="x")
         print(f"wrote {args.json}: train with `gluon-ssd train --preset {preset.name} --anchors "
               f"{args.json} ...`")

@@ -38,6 +38,7 @@ MAX_SEED = 2 ** 32 - 1  # numpy's seeds are 32-bit
 MAX_CACHE_MB = 2.0 ** 20  # 1 TiB
 MAX_LEARNING_RATE = 10.0
 MAX_ZOOM_OUT = 16.0  # the augmentation's canvas: 16x each side is 256x the image's pixels
+MAX_ZOOM_IN = 4.0  # a crop of a quarter of each side: more leaves too little of most images
 MAX_TIMEOUT = 365 * 24 * 3600.0
 MAX_TOPK = 100_000
 MAX_BATCHES = 100_000  # calibration batches
@@ -104,6 +105,7 @@ anchor_size = number(0.0, MAX_ANCHOR_SIZE, open_low=True)
 ratio = number(MIN_RATIO, MAX_RATIO)
 offset = number(0.0, 1.0)
 zoom_out = number(1.0, MAX_ZOOM_OUT)
+zoom_in = number(1.0, MAX_ZOOM_IN)
 
 
 def export_batch(text: str):

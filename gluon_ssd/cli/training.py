@@ -49,16 +49,18 @@ def add_train(p: argparse.ArgumentParser) -> None:
                         "checkpoint file or a shipped model (demo: trained on SyntheticShapes); "
                         "backbone and box predictors kept, class predictors reset to the data's "
                         "classes")
-    p.add_argument("--anchors", metavar="preset|fit|FILE",
-                   help="the network's anchors: the preset's, fit (fitted to the training "
-                        "boxes at the start) or an anchor file from `gluon-ssd anchors --data "
+    p.add_argument("--anchors", metavar="preset|extend|fit|FILE",
+                   help="the network's anchors: the preset's, extend (the preset's and more for "
+                        "the training boxes they miss), fit (all fitted to the training boxes at "
+                        "the start) or an anchor file from `gluon-ssd anchors --data "
                         "... --json FILE`. Default: the preset's, or with --init the initial "
                         "model's")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="bf16: bfloat16 mixed precision (AMP on oneDNN's BF16 kernels; weights "
                         "stay float32); default float32")
     for name, what in (("mining", "hard negative mining"), ("augment", "the paper's augmentation"),
-                       ("flip", "horizontal flips of half the images without --augment")):
+                       ("flip", "horizontal flips of half the images without --augment"),
+                       ("distort", "colour distortion of the images without --augment")):
         flag = p.add_mutually_exclusive_group()
         flag.add_argument(f"--{name}", dest=name, action="store_true", default=None,
                           help=f"use {what} (default: the preset's choice)")
@@ -68,6 +70,10 @@ def add_train(p: argparse.ArgumentParser) -> None:
                    help="the augmentation's largest zoom-out factor per side, "
                         f"1..{options.MAX_ZOOM_OUT:g} (1: none; default: the preset's, the "
                         "paper's 4)")
+    p.add_argument("--zoom-in", type=options.zoom_in, metavar="R",
+                   help="without --augment, crop each image around all its boxes, zooming in up "
+                        f"to R times per side, 1..{options.MAX_ZOOM_IN:g} (1: none; default: the "
+                        "preset's choice)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, counted")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-last.params")
     p.add_argument("--overwrite", action="store_true",

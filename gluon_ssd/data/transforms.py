@@ -7,6 +7,9 @@ whose IoU with some object is at least 0.1, 0.3, 0.5, 0.7 or 0.9, or any patch; 
 the image's, aspect ratio 1/2-2; boxes whose centre leaves the patch are dropped, the others
 clipped to it; see :func:`sample_patches`) -> resize to the input size (random interpolation)
 -> horizontal flip (p = 0.5) -> CHW float32 normalised with ``(x / 255 - mean) / std``.
+Without it, a lighter augmentation for small datasets that keeps every object whole, each part
+optional: photometric distortion -> :func:`zoom_in` (a crop holding every box) -> resize ->
+horizontal flip.
 
 Inputs: ``image`` an ``(H, W, 3)`` uint8 RGB ``mx.nd.NDArray`` (what the datasets return; numpy
 is converted), ``label`` a numpy array ``(M, 6)`` with rows ``xmin, ymin, xmax, ymax, class_id,
@@ -114,6 +117,29 @@ def zoom_out(image: mx.nd.NDArray, label: np.ndarray, fill: Sequence[float],
     return image, tbbox.translate(label, x_offset=x, y_offset=y)
 
 
+def zoom_in(image: mx.nd.NDArray, label: np.ndarray,
+            max_ratio: float) -> Tuple[mx.nd.NDArray, np.ndarray]:
+    """Crop a patch ``1 / r`` of each side (``r`` uniform in ``[1, max_ratio]``, drawn for width
+    and height apart) that holds every box whole, at a uniform place among those that do; a patch
+    too small for the boxes grows to their extent.
+
+    Unlike :func:`min_iou_crop` no object is dropped or cut, so a small dataset's objects all
+    stay while they grow by up to ``max_ratio``. Returns the patch ``(h, w, 3)`` and ``label``
+    ``(M, 4+)`` shifted into its pixels.
+    """
+    if max_ratio <= 1 or not len(label):
+        return image, label
+    size = np.array(image.shape[1::-1])  # (W, H)
+    lo = np.clip(np.floor(label[:, BOX][:, :2].min(axis=0)), 0, size).astype(int)
+    hi = np.clip(np.ceil(label[:, BOX][:, 2:].max(axis=0)), 0, size).astype(int)
+    patch = np.minimum(np.maximum((size / np.random.uniform(1, max_ratio, 2)).astype(int),
+                                  hi - lo), size)
+    first, last = np.maximum(0, hi - patch), np.minimum(lo, size - patch)  # patch origins
+    x, y = first + (np.random.uniform(size=2) * (last - first + 1)).astype(int)
+    return (mx.image.fixed_crop(image, int(x), int(y), int(patch[0]), int(patch[1])),
+            tbbox.translate(label, x_offset=-x, y_offset=-y))
+
+
 def min_iou_crop(image: mx.nd.NDArray, label: np.ndarray) -> Tuple[mx.nd.NDArray, np.ndarray]:
     """The paper's random patch: a uniform choice among the whole image and one patch per
     :data:`PATCH_CONSTRAINTS` entry (see :func:`sample_patches`).
@@ -199,16 +225,19 @@ def to_network_input(image: mx.nd.NDArray, mean: Sequence[float],
 
 
 class TrainTransform:
-    """The paper's training augmentation, or plain resize + normalise with ``augment=False``
-    (and a horizontal flip of half the images with ``flip``).
+    """The paper's training augmentation, or with ``augment=False`` a lighter one that keeps
+    every object whole: optional photometric distortion (``distort``), :func:`zoom_in` (up to
+    ``zoom_in``), resize, optional horizontal flip of half the images (``flip``), normalise.
 
     Args:
         size: network input ``(height, width)`` in pixels.
         mean, std: RGB normalisation of 0..1 images (defaults: ``ModelSpec``'s ImageNet values);
             ``mean * 255`` also fills the zoom-out canvas.
-        augment: apply the augmentation (False: the no-augmentation ablation).
-        max_expand: largest zoom-out factor per side (the paper: 4).
-        flip: without ``augment`` (which flips anyway), flip half the images horizontally.
+        augment: apply the paper's augmentation.
+        max_expand: its largest zoom-out factor per side (the paper: 4).
+        flip, distort, zoom_in: without ``augment`` (which does all three its own way): flip half
+            the images horizontally; distort colours as the paper does; the largest zoom-in
+            factor per side of :func:`zoom_in` (1: none).
 
     Call with ``(image (H, W, 3) uint8, label (M, 6))`` (see :func:`as_label`); returns
     ``(image (3, height, width) float32 NDArray, label (K, 6) float32 numpy)``, boxes in pixels of
@@ -219,17 +248,21 @@ class TrainTransform:
 
     def __init__(self, size: Tuple[int, int], mean: Sequence[float] = DEFAULT_MEAN,
                  std: Sequence[float] = DEFAULT_STD, augment: bool = True,
-                 max_expand: float = 4.0, flip: bool = False):
+                 max_expand: float = 4.0, flip: bool = False, distort: bool = False,
+                 zoom_in: float = 1.0):
         self.size = (int(size[0]), int(size[1]))
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment = augment
         self.max_expand = max_expand
-        self.flip = flip
+        self.flip, self.distort, self.zoom_in = flip, distort, zoom_in
 
     def __call__(self, image: Image, label: np.ndarray) -> Sample:
         image = _as_ndarray(image)
         label = as_label(label)
         if not self.augment:
+            if self.distort:
+                image = photometric_distort(image)
+            image, label = zoom_in(image, label, self.zoom_in)
             image, label = resize(image, label, self.size)
             if self.flip:
                 image, label = random_hflip(image, label)
