@@ -153,12 +153,9 @@ class Run:
         """The config's settings, ``None`` resolved (:func:`~gluon_ssd.recipe.choose_recipe`);
         the epochs wait for the data (:func:`~gluon_ssd.recipe.choose_epochs`)."""
         cfg = self.cfg
-        recipe = choose_recipe(dataclasses.asdict(cfg), self.preset)
+        self.recipe = recipe = choose_recipe(dataclasses.asdict(cfg), self.preset)
         self.batch_size, self.base_lr = recipe.batch_size, recipe.learning_rate
-        self.eval_every, self.mining, self.augment = (recipe.eval_every, recipe.mining,
-                                                      recipe.augment)
-        self.zoom_out, self.flip = recipe.zoom_out, recipe.flip
-        self.distort, self.zoom_in = recipe.distort, recipe.zoom_in
+        self.eval_every, self.mining = recipe.eval_every, recipe.mining
         self.anchor_choice = recipe.anchors  # None: the initial model's (init)
         self.notes: List[str] = list(recipe.notes)  # what the recipe chose and why, for the log
         self.size = cfg.image_size or self.preset.model.anchors.image_size
@@ -200,9 +197,10 @@ class Run:
         """The augmented training batches and the validation batches (evaluation's own)."""
         size, model = (self.size, self.size), self.preset.model
         self.train_loader = DetectionLoader(
-            self.train_shard, TrainTransform(size, model.mean, model.std, augment=self.augment,
-                                             max_expand=self.zoom_out, flip=self.flip,
-                                             distort=self.distort, zoom_in=self.zoom_in),
+            self.train_shard, TrainTransform(
+                size, model.mean, model.std, augment=self.recipe.augment,
+                max_expand=self.recipe.zoom_out, flip=self.recipe.flip,
+                distort=self.recipe.distort, zoom_in=self.recipe.zoom_in),
             self.batch_size, shuffle=True, seed=self.cfg.seed, last_batch="discard",
             num_workers=self.cfg.num_workers)
         self.val_loader = evaluation_loader(self.val_data, size, model.mean, model.std,
@@ -255,8 +253,8 @@ class Run:
         (:func:`~gluon_ssd.anchor_fit.coverage_note`)."""
         if not self.cluster.is_root:
             return
-        base = f"the initial model's, --init {self.cfg.init}" if self.cfg.init else (
-            f"{self.preset.name}'s")
+        base = (f"the initial model's, --init {self.cfg.init}" if self.cfg.init
+                else f"{self.preset.name}'s")
         how = {"fit": "fitted to the training boxes", "preset": f"{self.preset.name}'s",
                "extend": f"{base}, and more for the training boxes they miss"}.get(
             self.anchor_choice, f"from {self.anchor_choice}")
