@@ -185,8 +185,9 @@ def extend_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 8,
                                    max_anchors_per_cell, min_gain, threshold)
     if not any(extra):
         return spec
+    # appended, so that every anchor of ``spec`` keeps its place in its cell (predictor rows)
     mine = spec.extra_sizes or ((),) * len(extra)
-    return replace(spec, extra_sizes=tuple(tuple(sorted(a + b)) for a, b in zip(mine, extra)))
+    return replace(spec, extra_sizes=tuple(a + b for a, b in zip(mine, extra)))
 
 
 def fit_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 8,
