@@ -176,9 +176,8 @@ def extend_anchors(boxes, spec: AnchorSpec, *, max_anchors_per_cell: int = 8,
     newly covers at least ``min_gain`` of the boxes and its layer stays within
     ``max_anchors_per_cell`` anchors per cell. Where :func:`fit_anchors` chooses every anchor
     for the highest coverage, this keeps the preset's, so the boxes they cover match as before
-    (and a model fine-tuned from the preset keeps their box predictors): the data's small
-    objects get anchors of their own without the others losing theirs. Returns ``spec`` when
-    nothing helps. Deterministic.
+    and in the same place of their cell: the data's small objects get anchors of their own
+    without the others losing theirs. Returns ``spec`` when nothing helps. Deterministic.
     """
     boxes = _sample(check_boxes(boxes), max_boxes)
     extra, _ = _greedy_extra_sizes(boxes, spec, _spec_best_iou(boxes, spec),
