@@ -254,6 +254,9 @@ class FiniteDataSpec(Spec):
         anchors: ``"preset"``; ``"extend"``: the preset's plus anchors for the training boxes
             they miss (:func:`gluon_ssd.anchor_fit.extend_anchors`); or ``"fit"``: all fitted
             to the training boxes (:func:`gluon_ssd.anchor_fit.fit_anchors`).
+        evaluations: about how many times a run measures the validation mAP (every
+            ``ceil(epochs / evaluations)`` epochs and after the last; each one is time not spent
+            training); ``None``: every :class:`TrainSpec` ``eval_every`` epochs.
     """
 
     images_seen: int
@@ -264,6 +267,7 @@ class FiniteDataSpec(Spec):
     zoom_in: float = 1.0
     batch_size: Optional[int] = None
     anchors: str = "preset"
+    evaluations: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -355,14 +359,14 @@ PRESETS: Dict[str, Preset] = {
             mining=True, augment=False,
         ),
         # A dataset of a few hundred images: a schedule by images seen, in batches of 4 (more
-        # steps). An augmentation that keeps every object whole (colours, zoom-in crops around
+        # steps), evaluated about 8 times (each evaluation is time not spent training). An augmentation that keeps every object whole (colours, zoom-in crops around
         # all boxes, flips), not the paper's: in a CPU budget of minutes its zoom-out and crops
         # slowed learning far more than they regularised. The preset's anchors extended for the
         # boxes they miss (the small ones), not refitted: a full refit raised the coverage more
         # but, with an earlier recipe, not the mAP (benchmarks/bench_own_data.py measures each
         # choice on data unlike SyntheticShapes).
         finite=FiniteDataSpec(images_seen=15_000, augment=False, flip=True, distort=True,
-                              zoom_in=1.6, batch_size=4, anchors="extend"),
+                              zoom_in=1.6, batch_size=4, anchors="extend", evaluations=8),
     ),
 }
 ALIASES = {"ssd300": "ssd300_vgg16", "ssd512": "ssd512_vgg16"}

@@ -19,7 +19,7 @@ from .presets import Preset, Spec
 @dataclass
 class TrainConfig(Spec):
     """What ``gluon-ssd train`` runs. ``None`` fields are resolved by :func:`choose_recipe` /
-    :func:`choose_epochs`: the preset's value, or its recipe's on a finite dataset.
+    :func:`choose_schedule`: the preset's value, or its recipe's on a finite dataset.
 
     Attributes:
         preset: preset name (``demo``, ``ssd300_vgg16``, ...).
@@ -28,9 +28,9 @@ class TrainConfig(Spec):
         data_root: root folder for ``voc``/``coco``.
         image_size: network input side in pixels (default: the preset's).
         train_size, val_size: number of synthetic images per split.
-        cache_mb: memory per split for synthetic images once rendered, so that later epochs
-            skip rendering (:class:`~gluon_ssd.data.synthetic.SyntheticShapes`); per loader
-            process with ``num_workers`` > 0. 0 renders every time.
+        cache_mb: memory per split for images once rendered (synthetic) or decoded, so that
+            later epochs skip that work (:class:`~gluon_ssd.data.cache.ImageCache`); per loader
+            process with ``num_workers`` > 0. 0: none.
         mining, augment: hard negative mining / the paper's augmentation on or off (default:
             the preset's; on a finite dataset its :class:`~gluon_ssd.presets.FiniteDataSpec`'s).
         flip, distort, zoom_in: without the paper's augmentation, flip half the images
@@ -100,8 +100,8 @@ class Recipe:
     """A config's settings, resolved.
 
     Attributes:
-        batch_size, learning_rate, eval_every, mining, augment, zoom_out, flip, distort,
-            zoom_in: as in the preset's :class:`~gluon_ssd.presets.TrainSpec`.
+        batch_size, learning_rate, mining, augment, zoom_out, flip, distort, zoom_in: as in
+            the preset's :class:`~gluon_ssd.presets.TrainSpec`.
         anchors: ``"preset"``, ``"extend"``, ``"fit"``, an anchor file, or ``None``: the
             initial model's (fine-tuning, ``init``).
         notes: one line per choice made for the data, saying what and why.
@@ -109,7 +109,6 @@ class Recipe:
 
     batch_size: int
     learning_rate: float
-    eval_every: int
     mining: bool
     augment: bool
     zoom_out: float
@@ -121,8 +120,8 @@ class Recipe:
 
 
 def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
-    """The settings ``config`` trains ``preset`` with (every one but the epochs, which depend on
-    the dataset's size: :func:`choose_epochs`)."""
+    """The settings ``config`` trains ``preset`` with (every one but the schedule of epochs and
+    evaluations, which depends on the dataset's size: :func:`choose_schedule`)."""
     spec = preset.train
     finite = preset.finite_recipe(str(config.get("data") or "synthetic"))
     notes = []
@@ -155,7 +154,6 @@ def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
     mining = config.get("mining")
     return Recipe(batch_size=batch_size,
                   learning_rate=config.get("learning_rate") or spec.learning_rate,
-                  eval_every=config.get("eval_every") or spec.eval_every,
                   mining=spec.mining if mining is None else mining, augment=augment,
                   zoom_out=zoom_out, **light, anchors=anchors, notes=tuple(notes))
 
@@ -184,17 +182,41 @@ def _light_augmentation(config: Mapping[str, Any], preset: Preset, augment: bool
     return chosen
 
 
-def choose_epochs(config: Mapping[str, Any], preset: Preset,
-                  train_images: int) -> Tuple[int, Optional[str]]:
-    """The number of epochs and, when the recipe chose it, why: the config's; on a finite
-    dataset ``ceil(images_seen / train_images)`` (the preset's own epochs are for endless
-    synthetic data); else the preset's."""
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run trains and how often it evaluates.
+
+    Attributes:
+        epochs: passes over the training split.
+        eval_every: the validation split's mAP after every ``eval_every``-th epoch and the last.
+        notes: one line per choice the recipe made for the data, saying what and why.
+    """
+
+    epochs: int
+    eval_every: int
+    notes: Tuple[str, ...] = ()
+
+
+def choose_schedule(config: Mapping[str, Any], preset: Preset, train_images: int) -> Schedule:
+    """The config's epochs and ``eval_every``, else on a finite dataset the preset's recipe's:
+    ``ceil(images_seen / train_images)`` epochs (the preset's own are for endless synthetic
+    data) and about ``evaluations`` evaluations; else the preset's."""
     finite = preset.finite_recipe(str(config.get("data") or "synthetic"))
-    if config.get("epochs"):
-        return config["epochs"], None
-    if not finite:
-        return preset.train.epochs, None
-    epochs = max(1, math.ceil(finite.images_seen / train_images))
-    return epochs, (f"{epochs} epochs: {finite.images_seen} images seen in all over "
-                    f"{train_images} training images ({preset.name}'s own "
-                    f"{preset.train.epochs} are for endless synthetic data; --epochs overrides)")
+    spec, notes = preset.train, []
+    epochs = config.get("epochs")
+    if not epochs:
+        epochs = max(1, math.ceil(finite.images_seen / train_images)) if finite else spec.epochs
+        if finite:
+            notes.append(f"{epochs} epochs: {finite.images_seen} images seen in all over "
+                         f"{train_images} training images ({preset.name}'s own {spec.epochs} are "
+                         "for endless synthetic data; --epochs overrides)")
+    eval_every = config.get("eval_every")
+    if not eval_every:
+        eval_every = (math.ceil(epochs / finite.evaluations) if finite and finite.evaluations
+                      else spec.eval_every)
+        if finite and finite.evaluations and eval_every > 1:
+            notes.append(f"validation every {eval_every} epochs and after the last: "
+                         f"{preset.name}'s recipe for a finite dataset evaluates about "
+                         f"{finite.evaluations} times, training meanwhile (--eval-every "
+                         "overrides)")
+    return Schedule(epochs, eval_every, tuple(notes))

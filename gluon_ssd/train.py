@@ -41,7 +41,7 @@ from .model.weights import load_base
 from .model_zoo import resolve_model
 from .precision import set_training_dtype
 from .presets import SYNTHETIC_DATA, Preset, TrainSpec, get_preset
-from .recipe import TrainConfig, choose_epochs, choose_recipe
+from .recipe import TrainConfig, choose_recipe, choose_schedule
 from .run_folder import (BEST, LAST, fixed_settings, open_run_folder, start_run_folder,
                          write_log)
 from .schedule import learning_rate, server_lr_scheduler
@@ -151,11 +151,11 @@ class Run:
 
     def _resolve_settings(self) -> None:
         """The config's settings, ``None`` resolved (:func:`~gluon_ssd.recipe.choose_recipe`);
-        the epochs wait for the data (:func:`~gluon_ssd.recipe.choose_epochs`)."""
+        the schedule waits for the data (:func:`~gluon_ssd.recipe.choose_schedule`)."""
         cfg = self.cfg
         self.recipe = recipe = choose_recipe(dataclasses.asdict(cfg), self.preset)
         self.batch_size, self.base_lr = recipe.batch_size, recipe.learning_rate
-        self.eval_every, self.mining = recipe.eval_every, recipe.mining
+        self.mining = recipe.mining
         self.anchor_choice = recipe.anchors  # None: the initial model's (init)
         self.notes: List[str] = list(recipe.notes)  # what the recipe chose and why, for the log
         self.size = cfg.image_size or self.preset.model.anchors.image_size
@@ -167,10 +167,12 @@ class Run:
                              f"evenly over {len(self.contexts)} devices")
 
     def _schedule(self) -> int:
-        epochs, note = choose_epochs(dataclasses.asdict(self.cfg), self.preset,
-                                     len(self.train_data))
-        self.notes += [note] if note else []
-        return epochs
+        """The number of epochs; sets :attr:`eval_every`."""
+        schedule = choose_schedule(dataclasses.asdict(self.cfg), self.preset,
+                                   len(self.train_data))
+        self.eval_every = schedule.eval_every
+        self.notes += schedule.notes
+        return schedule.epochs
 
     def _build_data(self) -> None:
         """Both splits (:func:`~gluon_ssd.data.datasets.build_split`) and this worker's equal

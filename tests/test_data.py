@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gluon_ssd.data import synthetic
+from gluon_ssd.data import files, synthetic
 from gluon_ssd.data.datasets import (
     VOC_CLASSES, COCODataset, DataConfig, VOCDataset, VOCFolderDataset, build_split, get_dataset,
 )
@@ -228,6 +228,28 @@ def test_voc_folder_classes_and_derived_split(tmp_path):
     assert image.shape == (60, 80, 3)
     np.testing.assert_array_equal(label[0, :4], [2, 3, 30, 40])
     assert label[0, 4] == everything.classes.index("kiwi")
+
+
+def test_folder_cache_decodes_each_image_once_within_its_budget(tmp_path, monkeypatch):
+    # 60x80x3 = 14400 bytes per image: a budget of 2.5 images keeps the first two decoded
+    root = _folder(tmp_path)
+    reads = []
+    read = files.read_image
+    monkeypatch.setattr(files, "read_image", lambda path, **kw: reads.append(path) or read(path, **kw))
+    cached = get_dataset(root, "all", cache_mb=2.5 * 14400 / 2 ** 20)
+    plain = get_dataset(root, "all")
+    for _ in range(2):
+        for i in (0, 1, 2):
+            image, label = cached[i]
+            image[:] = 0  # callers may edit what they get; the cache keeps its own
+            label[:] = -5
+    paths = [cached.image_path(i) for i in (0, 1, 2)]
+    assert reads == paths + [paths[2]]  # items 0 and 1 decoded once, item 2 past the budget
+    for i in (0, 1, 2):
+        np.testing.assert_array_equal(cached[i][0].asnumpy(), plain[i][0].asnumpy())
+        np.testing.assert_array_equal(cached[i][1], plain[i][1])
+    with pytest.raises(ValueError, match="cache_mb"):
+        get_dataset(root, "all", cache_mb=-1)
 
 
 def test_voc_folder_split_file_and_class_errors(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from gluon_ssd.anchor_fit import (COVERAGE_WARNING, anchor_file_document, choose_anchors,
                                   extend_anchors, fit_anchors, read_anchor_file)
-from gluon_ssd.anchors import preset_anchors
+from gluon_ssd.anchors import preset_anchors, spec_priors
 from gluon_ssd.checkpoint import fine_tune_start, load_checkpoint, read_checkpoint
 from gluon_ssd.cli import main
 from gluon_ssd.coverage import preset_coverage
@@ -26,7 +26,7 @@ from gluon_ssd.detect import detect, load_detector
 from gluon_ssd.export import export_model
 from gluon_ssd.model_zoo import pretrained_path
 from gluon_ssd.presets import DEMO_ANCHORS, get_preset
-from gluon_ssd.recipe import choose_epochs, choose_recipe
+from gluon_ssd.recipe import Schedule, choose_recipe, choose_schedule
 from gluon_ssd.run_folder import fixed_settings
 
 from gluon_ssd.data.voc_shapes import make_dataset
@@ -222,11 +222,16 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     assert not any(n.startswith(("horizontal", "colour", "zoom-in")) for n in paper.notes)
     assert choose_recipe({"data": "x", "init": "demo"}, demo).anchors == finite.anchors
     assert choose_recipe({"data": "synthetic", "init": "demo"}, demo).anchors is None
-    epochs, note = choose_epochs({"data": "x"}, demo, 600)
-    assert epochs == -(-finite.images_seen // 600) and "images seen" in note
-    assert choose_epochs({"data": "x", "epochs": 3}, demo, 600) == (3, None)
-    assert choose_epochs({"data": "synthetic"}, demo, 5000) == (demo.train.epochs, None)
-    assert choose_epochs({"data": "x"}, get_preset("ssd300"), 600)[0] == 240  # no recipe
+    schedule = choose_schedule({"data": "x"}, demo, 600)
+    epochs = -(-finite.images_seen // 600)
+    assert schedule.epochs == epochs and "images seen" in schedule.notes[0]
+    assert schedule.eval_every == -(-epochs // finite.evaluations) > 1
+    assert "validation every" in schedule.notes[1]
+    assert choose_schedule({"data": "x", "epochs": 3, "eval_every": 2}, demo, 600) == Schedule(3, 2)
+    assert choose_schedule({"data": "x", "epochs": 3}, demo, 600).eval_every == 1  # 3 / 8 epochs
+    assert choose_schedule({"data": "synthetic"}, demo, 5000) == Schedule(
+        demo.train.epochs, demo.train.eval_every)
+    assert choose_schedule({"data": "x"}, get_preset("ssd300"), 600).epochs == 240  # no recipe
     settings = fixed_settings({"data": "/my/data"}, demo)
     assert (settings["anchors"], settings["augment"], settings["flip"], settings["distort"],
             settings["zoom_in"], settings["init"]) == (
@@ -295,6 +300,33 @@ def test_the_coverage_warning_names_the_fix(shapes, tmp_path, capsys):
     assert (f"warning: under {COVERAGE_WARNING:.0%}" in out) == (coverage < COVERAGE_WARNING)
 
 
+def _check_predictors_by_anchor(demo, classes):
+    """Anchors added to the initial model's (an extra size, a ratio) or one replaced: each kept
+    anchor's box and class predictor rows are the trained ones, the others' start fresh."""
+    trained = demo._collect_params_with_prefix()
+    before = spec_priors(DEMO_ANCHORS)[0].shapes()
+    for change in (lambda a: replace(a, extra_sizes=((20.0,),) + ((),) * 5),
+                   lambda a: replace(a, ratios=((1.0, 2.0, 0.5, 3.0),) + a.ratios[1:]),
+                   lambda a: replace(a, ratios=((1.0, 3.0, 0.5),) + a.ratios[1:])):
+        net, kept, total = fine_tune_start(pretrained_path("demo"), classes, "demo", change)
+        assert kept == total and net.spec.anchors == change(DEMO_ANCHORS)
+        params = net._collect_params_with_prefix()
+        after = spec_priors(net.spec.anchors)[0].shapes()
+        for head, depth, old_depth in (("box_predictors", 4, 4),
+                                       ("class_predictors", len(classes) + 1, 0)):
+            old, new = (p[f"{head}.0.weight"].data().asnumpy() for p in (trained, params))
+            old_depth = old_depth or old.shape[0] // len(before)
+            n = depth if head == "box_predictors" else 1  # box rows, the background's row
+            old_rows = [old[b * old_depth:b * old_depth + n] for b in range(len(before))]
+            for a, shape in enumerate(after):
+                rows = new[a * depth:a * depth + n]
+                if shape in before:
+                    np.testing.assert_array_equal(rows, old_rows[before.index(shape)])
+                else:  # fresh N(0, 0.01)
+                    assert 0 < np.abs(rows).max() < 0.1
+                    assert not any(np.array_equal(rows, r) for r in old_rows)
+
+
 def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path, capsys):
     demo = load_checkpoint(pretrained_path("demo"))[0]
     classes = get_dataset(shapes, "train").classes
@@ -305,8 +337,8 @@ def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path,
     for name, param in net._collect_params_with_prefix().items():
         if not name.startswith("class_predictors."):
             np.testing.assert_array_equal(param.data().asnumpy(), trained[name].data().asnumpy())
-    # other anchors: the layers whose anchor count changes start their predictors afresh
-    anchors = replace(DEMO_ANCHORS, ratios=((1.0, 2.0, 0.5, 3.0),) + DEMO_ANCHORS.ratios[1:])
+    # other anchors: a layer none of whose anchors is kept starts its predictors afresh
+    anchors = replace(DEMO_ANCHORS, sizes=(20.0,) + DEMO_ANCHORS.sizes[1:])
     _, kept_other, _ = fine_tune_start(pretrained_path("demo"), classes, "demo", anchors)
     assert kept_other == kept - 2  # layer 0's box predictor: weight and bias
     run = tmp_path / "run"
@@ -321,9 +353,7 @@ def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path,
     assert main(["train", "--data", shapes, "--out", str(tmp_path / "run2"), "--epochs", "1",
                  "--init", "demo", "--anchors", "preset", *TINY]) == 0
     assert "anchors (demo's, 3458 at 192 px)" in capsys.readouterr().out
-    extend = fine_tune_start(pretrained_path("demo"), classes, "demo",
-                             lambda initial: replace(initial, extra_sizes=((20.0,),) + ((),) * 5))
-    assert extend[0].spec.anchors.extra_sizes[0] == (20.0,) and extend[1] == kept - 2
+    _check_predictors_by_anchor(demo, classes)
     assert read_checkpoint(str(run / "checkpoint-last.params"))[1]["classes"] == list(classes)
     _refused(capsys, ["train", "--preset", "ssd300", "--data", shapes, "--out",
                       str(tmp_path / "x"), "--init", "demo", "--quiet"],

@@ -37,8 +37,8 @@ def add_train(p: argparse.ArgumentParser) -> None:
                         "the preset's)")
     p.add_argument("--eval-every", type=options.epochs, help="evaluate VOC07 mAP every N epochs")
     p.add_argument("--cache-mb", type=options.cache_mb, default=1024.0,
-                   help="MiB per split kept of rendered synthetic images, so that later epochs "
-                        "skip rendering (default 1024; 0: render every time)")
+                   help="MiB per split kept of images once rendered (synthetic) or decoded, so "
+                        "that later epochs skip that work (default 1024; 0: none)")
     p.add_argument("--seed", type=options.seed, default=0,
                    help=f"0..{options.MAX_SEED} (default 0)")
     p.add_argument("--workers", type=options.workers, default=0, dest="num_workers",

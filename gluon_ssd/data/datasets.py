@@ -242,7 +242,7 @@ def get_dataset(name_or_path: str, split: str = "train", *, root: Optional[str] 
 
     Args:
         name_or_path: ``"synthetic"`` (:class:`SyntheticShapes`: ``size``, ``length``, ``seed``,
-            ``classes``, ``cache_mb`` apply, ``split`` is ``"train"`` or ``"val"``); ``"voc"``
+            ``classes`` apply, ``split`` is ``"train"`` or ``"val"``); ``"voc"``
             (:class:`VOCDataset` under ``root``, default ``~/.mxnet/datasets/voc``, ``split`` as
             in :func:`voc_splits`); ``"coco"`` (:class:`COCODataset` under ``root``, default
             ``~/.mxnet/datasets/coco``, ``"train"`` / ``"val"`` -> ``train2017`` / ``val2017``,
@@ -252,6 +252,8 @@ def get_dataset(name_or_path: str, split: str = "train", *, root: Optional[str] 
         split: which split (meaning per dataset as above).
         classes: class list override (synthetic: shape names; VOC folders: class names).
         skip_bad: leave out unreadable or truncated images, listed in ``stats.unreadable``.
+        cache_mb: memory for the split's images once rendered (synthetic) or decoded (the
+            others), so that later epochs skip that work; 0: none.
 
     Raises:
         ValueError: unknown name, missing or empty folder, missing split file.
@@ -261,13 +263,16 @@ def get_dataset(name_or_path: str, split: str = "train", *, root: Optional[str] 
         return SyntheticShapes(length or DEFAULT_LENGTH.get(split, DEFAULT_LENGTH["val"]), size,
                                split, seed, classes or DEFAULT_CLASSES, cache_mb)
     if key == "voc":
-        return VOCDataset(root or DEFAULT_VOC_ROOT, voc_splits(split), classes, skip_bad)
-    if key == "coco":
-        return COCODataset(root or DEFAULT_COCO_ROOT, COCO_SPLITS.get(split, split), skip_bad)
-    if not os.path.isdir(os.path.expanduser(name_or_path)):
+        dataset = VOCDataset(root or DEFAULT_VOC_ROOT, voc_splits(split), classes, skip_bad)
+    elif key == "coco":
+        dataset = COCODataset(root or DEFAULT_COCO_ROOT, COCO_SPLITS.get(split, split), skip_bad)
+    elif os.path.isdir(os.path.expanduser(name_or_path)):
+        dataset = _folder_dataset(os.path.expanduser(name_or_path), split, classes, skip_bad)
+    else:
         raise ValueError(f"{name_or_path!r} is neither a dataset name (synthetic, voc, coco) "
                          "nor an existing folder")
-    return _folder_dataset(os.path.expanduser(name_or_path), split, classes, skip_bad)
+    dataset.keep_decoded(cache_mb)
+    return dataset
 
 
 def _folder_dataset(path: str, split: str, classes: Optional[Sequence[str]],
@@ -296,7 +301,7 @@ class DataConfig(Spec):
         train_size, val_size: number of synthetic images per split (default: the dataset's).
         seed: synthetic images' base seed.
         skip_bad: leave out unreadable images, counted in the dataset's ``stats``.
-        cache_mb: memory per split for rendered synthetic images (0: render every time).
+        cache_mb: memory per split for images once rendered or decoded (0: none).
     """
 
     data: str = "synthetic"

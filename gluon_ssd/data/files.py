@@ -10,6 +10,7 @@ from typing import Tuple
 import mxnet as mx
 import numpy as np
 
+from .cache import ImageCache
 from .io import find_unreadable, read_image
 from .labels import LoadStats
 
@@ -29,15 +30,25 @@ class FileDataset:
 
     Subclasses provide ``image_path(idx)``, ``_label(idx)``, ``_size(idx)`` (the image's
     ``(H, W)`` from its annotation) and ``_keep(indices)`` (restrict the dataset to those items),
-    and set ``stats``.
+    and set ``stats``. :meth:`keep_decoded` keeps decoded images in memory.
     """
 
     stats: LoadStats
+    _decoded = ImageCache()
+
+    def keep_decoded(self, cache_mb: float) -> None:
+        """From now on keep decoded images in memory, up to ``cache_mb`` MiB (``H * W * 3`` bytes
+        each), so that later epochs skip reading and decoding them."""
+        self._decoded = ImageCache(cache_mb)
 
     def __getitem__(self, idx: int) -> Tuple[mx.nd.NDArray, np.ndarray]:
-        # NDArray, as gluoncv's datasets return images; truncated files are bad images too
-        image = read_image(self.image_path(idx), on_truncated="raise")
-        return mx.nd.array(image, dtype="uint8"), self._label(idx).copy()
+        path = self.image_path(idx)
+        item = self._decoded.get(path)
+        if item is None:  # truncated files are bad images too
+            item = (read_image(path, on_truncated="raise"), None)
+            self._decoded.put(path, item)
+        # NDArray, as gluoncv's datasets return images
+        return mx.nd.array(item[0], dtype="uint8"), self._label(idx).copy()
 
     def annotation(self, idx: int) -> Tuple[np.ndarray, Tuple[int, int]]:
         """Item ``idx``'s label ``(M, 6)`` (pixels) and its image's ``(H, W)``, without decoding

@@ -20,6 +20,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .cache import ImageCache
 from .labels import LoadStats, make_label
 
 Contours = List[np.ndarray]  # polygons (K, 2) in unit coordinates, filled with the even-odd rule
@@ -102,8 +103,6 @@ class SyntheticShapes(gluon.data.Dataset):
         unknown = [c for c in classes if c not in SHAPES]
         if unknown or not classes:
             raise ValueError(f"unknown shapes {unknown}; choose from {sorted(SHAPES)}")
-        if cache_mb < 0:
-            raise ValueError(f"cache_mb must be >= 0, got {cache_mb}")
         if min(size) < MIN_SIDE:
             raise ValueError(f"image sides must be at least {MIN_SIDE} pixels, got {size}")
         self._length = int(length)
@@ -112,8 +111,7 @@ class SyntheticShapes(gluon.data.Dataset):
         self.seed = int(seed)
         self.classes = tuple(classes)
         self.stats = LoadStats()  # nothing is ever clipped or skipped; kept for a uniform API
-        self._cache: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-        self._cache_left = int(cache_mb * 2 ** 20)  # bytes of images the cache may still take
+        self._cache = ImageCache(cache_mb)
         noise_rng = np.random.default_rng([self.seed, 2 ** 16])
         bank_shape = (self.size[0] + NOISE_MARGIN, self.size[1] + NOISE_MARGIN, 3)
         # uint8 noise around 128, so that adding it is one saturating cv2.addWeighted
@@ -128,9 +126,7 @@ class SyntheticShapes(gluon.data.Dataset):
         item = self._cache.get(idx)
         if item is None:
             item = self.render(idx)
-            if item[0].nbytes <= self._cache_left:
-                self._cache[idx] = item
-                self._cache_left -= item[0].nbytes
+            self._cache.put(idx, item)
         image, label = item
         return mx.nd.array(image, dtype="uint8"), label.copy()
 
