@@ -20,7 +20,7 @@ import glob
 import json
 import os
 import tempfile
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Set, Tuple, Union
 
 import mxnet as mx
 import numpy as np
@@ -194,10 +194,10 @@ def fine_tune_start(path: str, classes: Sequence[str], preset: Optional[str] = N
 
     ``anchors``, when given, replace the checkpoint's (a function: its value for the
     checkpoint's anchors, e.g. them extended to a dataset,
-    :func:`~gluon_ssd.anchor_fit.extend_anchors`): each anchor the checkpoint has too (the same
-    shape in the same layer) keeps its predictor rows, the others' start fresh. The net lives
-    on ``ctx`` (one context or a list). Returns ``(net, arrays kept, arrays)``, both counted
-    without the class predictors (a predictor counts as kept if any of its anchors' rows is).
+    :func:`~gluon_ssd.anchor_fit.extend_anchors`): the box and class predictors of every layer
+    whose anchors change start fresh (kept rows measured no better: a layer the initial data
+    hardly used has learnt little but background). The net lives on ``ctx`` (one context or a
+    list). Returns ``(net, arrays kept, arrays)``, both counted without the class predictors.
     ``ValueError`` naming ``path`` if the checkpoint is of another preset than ``preset``.
     """
     arrays, meta = read_checkpoint(path)
@@ -211,41 +211,19 @@ def fine_tune_start(path: str, classes: Sequence[str], preset: Optional[str] = N
     net.initialize(ctx=contexts)
     params = net._collect_params_with_prefix()
     stored = {k[len("model:"):]: v for k, v in arrays.items() if k.startswith("model:")}
-    by_anchor = _predictors_by_anchor(stored, params, stored_spec.anchors, spec.anchors)
-    fits = {k: v for k, v in stored.items() if k not in by_anchor
+    fresh = _changed_predictors(stored_spec.anchors, spec.anchors)
+    fits = {k: v for k, v in stored.items() if k not in fresh
             and k in params and tuple(v.shape) == tuple(params[k].shape)}
-    fits.update({k: v for k, v in by_anchor.items() if v is not None})
     assign(net, fits, path, allow_missing=True)
     net.reset_classes(classes)
     others = [k for k in params if not k.startswith("class_predictors.")]
     return net, sum(k in fits for k in others), len(others)
 
 
-def _predictors_by_anchor(stored: Dict[str, mx.nd.NDArray], params: Dict[str, gluon.Parameter],
-                          before: AnchorSpec, after: AnchorSpec
-                          ) -> Dict[str, Optional[mx.nd.NDArray]]:
-    """The box and class predictors' weights and biases of the layers whose anchors change from
-    ``before`` to ``after``: for each anchor of ``after`` that ``before`` has too the stored rows
-    (a predictor's output channels are anchor-major, ``a * D + d``), for the others the
-    network's initial values; ``None`` where no anchor is kept or ``D`` differs (another number
-    of classes)."""
-    chosen: Dict[str, Optional[mx.nd.NDArray]] = {}
-    for layer, (old, new) in enumerate(zip(spec_priors(before), spec_priors(after))):
-        old_shapes, new_shapes = old.shapes(), new.shapes()
-        if new_shapes == old_shapes:
-            continue
-        source = {shape: a for a, shape in enumerate(old_shapes)}
-        pairs = [(a, source[shape]) for a, shape in enumerate(new_shapes) if shape in source]
-        for name in (f"{head}.{layer}.{part}" for head in ("box_predictors", "class_predictors")
-                     for part in ("weight", "bias")):
-            chosen[name] = None
-            if name not in stored or name not in params or not pairs:
-                continue
-            old_value, value = stored[name].asnumpy(), first_data(params[name]).asnumpy()
-            depth = value.shape[0] // len(new_shapes)
-            if old_value.shape[0] != depth * len(old_shapes) or old_value.shape[1:] != value.shape[1:]:
-                continue
-            for a, b in pairs:
-                value[a * depth:(a + 1) * depth] = old_value[b * depth:(b + 1) * depth]
-            chosen[name] = mx.nd.array(value, dtype=value.dtype)
-    return chosen
+def _changed_predictors(before: AnchorSpec, after: AnchorSpec) -> Set[str]:
+    """The box and class predictors' weights and biases of the layers whose anchors differ
+    between ``before`` and ``after`` (their rows are per anchor: ``a * D + d``)."""
+    return {f"{head}.{layer}.{part}"
+            for layer, (old, new) in enumerate(zip(spec_priors(before), spec_priors(after)))
+            if old.shapes() != new.shapes()
+            for head in ("box_predictors", "class_predictors") for part in ("weight", "bias")}

@@ -217,6 +217,6 @@ def choose_schedule(config: Mapping[str, Any], preset: Preset, train_images: int
         if finite and finite.evaluations and eval_every > 1:
             notes.append(f"validation every {eval_every} epochs and after the last: "
                          f"{preset.name}'s recipe for a finite dataset evaluates about "
-                         f"{finite.evaluations} times, training meanwhile (--eval-every "
-                         "overrides)")
+                         f"{finite.evaluations} times, each one time not spent training "
+                         "(--eval-every overrides)")
     return Schedule(epochs, eval_every, tuple(notes))

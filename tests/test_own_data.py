@@ -16,7 +16,7 @@ import pytest
 
 from gluon_ssd.anchor_fit import (COVERAGE_WARNING, anchor_file_document, choose_anchors,
                                   extend_anchors, fit_anchors, read_anchor_file)
-from gluon_ssd.anchors import preset_anchors, spec_priors
+from gluon_ssd.anchors import preset_anchors
 from gluon_ssd.checkpoint import fine_tune_start, load_checkpoint, read_checkpoint
 from gluon_ssd.cli import main
 from gluon_ssd.coverage import preset_coverage
@@ -300,31 +300,21 @@ def test_the_coverage_warning_names_the_fix(shapes, tmp_path, capsys):
     assert (f"warning: under {COVERAGE_WARNING:.0%}" in out) == (coverage < COVERAGE_WARNING)
 
 
-def _check_predictors_by_anchor(demo, classes):
-    """Anchors added to the initial model's (an extra size, a ratio) or one replaced: each kept
-    anchor's box and class predictor rows are the trained ones, the others' start fresh."""
+def _check_changed_layers_start_fresh(demo, classes, kept):
+    """Anchors of layer 0 added (an extra size, a ratio) or replaced (same count): its box
+    predictor starts fresh (N(0, 0.01), no trained row), every other array is the trained one."""
     trained = demo._collect_params_with_prefix()
-    before = spec_priors(DEMO_ANCHORS)[0].shapes()
     for change in (lambda a: replace(a, extra_sizes=((20.0,),) + ((),) * 5),
                    lambda a: replace(a, ratios=((1.0, 2.0, 0.5, 3.0),) + a.ratios[1:]),
                    lambda a: replace(a, ratios=((1.0, 3.0, 0.5),) + a.ratios[1:])):
-        net, kept, total = fine_tune_start(pretrained_path("demo"), classes, "demo", change)
-        assert kept == total and net.spec.anchors == change(DEMO_ANCHORS)
+        net, kept_here, _ = fine_tune_start(pretrained_path("demo"), classes, "demo", change)
+        assert kept_here == kept - 2 and net.spec.anchors == change(DEMO_ANCHORS)
         params = net._collect_params_with_prefix()
-        after = spec_priors(net.spec.anchors)[0].shapes()
-        for head, depth, old_depth in (("box_predictors", 4, 4),
-                                       ("class_predictors", len(classes) + 1, 0)):
-            old, new = (p[f"{head}.0.weight"].data().asnumpy() for p in (trained, params))
-            old_depth = old_depth or old.shape[0] // len(before)
-            n = depth if head == "box_predictors" else 1  # box rows, the background's row
-            old_rows = [old[b * old_depth:b * old_depth + n] for b in range(len(before))]
-            for a, shape in enumerate(after):
-                rows = new[a * depth:a * depth + n]
-                if shape in before:
-                    np.testing.assert_array_equal(rows, old_rows[before.index(shape)])
-                else:  # fresh N(0, 0.01)
-                    assert 0 < np.abs(rows).max() < 0.1
-                    assert not any(np.array_equal(rows, r) for r in old_rows)
+        fresh, old = (p["box_predictors.0.weight"].data().asnumpy() for p in (params, trained))
+        assert 0 < np.abs(fresh).max() < 0.1
+        assert not any(np.array_equal(fresh[i], old[j]) for i in range(4) for j in range(4))
+        np.testing.assert_array_equal(params["box_predictors.1.weight"].data().asnumpy(),
+                                      trained["box_predictors.1.weight"].data().asnumpy())
 
 
 def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path, capsys):
@@ -337,10 +327,8 @@ def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path,
     for name, param in net._collect_params_with_prefix().items():
         if not name.startswith("class_predictors."):
             np.testing.assert_array_equal(param.data().asnumpy(), trained[name].data().asnumpy())
-    # other anchors: a layer none of whose anchors is kept starts its predictors afresh
-    anchors = replace(DEMO_ANCHORS, sizes=(20.0,) + DEMO_ANCHORS.sizes[1:])
-    _, kept_other, _ = fine_tune_start(pretrained_path("demo"), classes, "demo", anchors)
-    assert kept_other == kept - 2  # layer 0's box predictor: weight and bias
+    # other anchors: a layer whose anchors change starts its predictors afresh
+    _check_changed_layers_start_fresh(demo, classes, kept)
     run = tmp_path / "run"
     assert main(["train", "--data", shapes, "--out", str(run), "--epochs", "1", "--init", "demo",
                  *TINY]) == 0
@@ -353,7 +341,6 @@ def test_init_keeps_the_trained_model_but_its_class_predictors(shapes, tmp_path,
     assert main(["train", "--data", shapes, "--out", str(tmp_path / "run2"), "--epochs", "1",
                  "--init", "demo", "--anchors", "preset", *TINY]) == 0
     assert "anchors (demo's, 3458 at 192 px)" in capsys.readouterr().out
-    _check_predictors_by_anchor(demo, classes)
     assert read_checkpoint(str(run / "checkpoint-last.params"))[1]["classes"] == list(classes)
     _refused(capsys, ["train", "--preset", "ssd300", "--data", shapes, "--out",
                       str(tmp_path / "x"), "--init", "demo", "--quiet"],
