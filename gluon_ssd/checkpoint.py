@@ -26,11 +26,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
+from .anchors import spec_priors
 from .devices import Contexts, as_contexts, first_data
 from .jsonfile import json_ready
 from .model.ssd import SSD
 from .model.weights import assign, load_arrays
-from .anchors import spec_priors
 from .presets import AnchorSpec, ModelSpec
 
 META_KEY = "meta"

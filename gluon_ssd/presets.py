@@ -361,13 +361,12 @@ PRESETS: Dict[str, Preset] = {
         # A dataset of a few hundred images: a schedule by images seen (13,200: 22 epochs of 600
         # train in under 10 minutes on 2 slow cores; 12,000 and 15,000 reached the same mAP), in
         # batches of 4 (more steps), evaluated about 8 times (each evaluation is time not spent
-        # training). An
-        # augmentation that keeps every object whole (colours, zoom-in crops around all boxes,
-        # flips), not the paper's: in a CPU budget of minutes its zoom-out and crops slowed
-        # learning far more than they regularised. The preset's anchors extended for the
-        # boxes they miss (the small ones), not refitted: a full refit raised the coverage more
-        # but not the mAP (benchmarks/bench_own_data.py measures each choice on data unlike
-        # SyntheticShapes).
+        # training). An augmentation that keeps every object whole (colours, zoom-in crops
+        # around all boxes, flips), not the paper's: in a CPU budget of minutes its zoom-out and
+        # crops slowed learning far more than they regularised. The preset's anchors extended
+        # for the boxes they miss (the small ones), not refitted: a full refit raised the
+        # coverage more but not the mAP (benchmarks/bench_own_data.py measures each choice on
+        # data unlike SyntheticShapes).
         finite=FiniteDataSpec(images_seen=13_200, augment=False, flip=True, distort=True,
                               zoom_in=1.6, batch_size=4, anchors="extend", evaluations=8),
     ),
