@@ -18,11 +18,13 @@ validation boxes (best IoU >= 0.5) and the wall-clock training time. The configu
 
 * ``recipe``: ``gluon-ssd train --data PATH``, nothing else: the demo preset's
   ``FiniteDataSpec``, a schedule by images seen in batches of 4, the preset's anchors extended
-  for the boxes they miss, colour distortion, zoom-in crops that keep every box, flips;
+  for the boxes they miss, colour distortion, zoom-in crops that keep every box, flips, and
+  detection at the larger side where whole images show objects as large as the crops do;
 * ``preset schedule`` (the demo's recipe for endless synthetic data: 6 epochs of 16, the
   preset's anchors, no augmentation): every choice off, what the command did before the recipe;
-* one choice off each: ``batches of 8``, ``preset anchors``, ``no distortion``, ``no zoom-in``,
-  ``no flips``;
+* one choice off each: ``batches of 8``, ``preset anchors``, ``no distortion``, ``no zoom-in``
+  (which also detects at the training side), ``no flips``, ``detect at 192`` (the training
+  side, not the zoom-in's larger detection side);
 * ``augmentation`` (``--augment``: the paper's photometric distortion, zoom-out, min-IoU crop and
   flip, in place of the lighter kind), ``fitted anchors`` (``--anchors fit``: every anchor
   fitted to the training boxes) and ``init demo`` (``--init demo``: fine-tuned from the shipped
@@ -60,6 +62,7 @@ CONFIGS: Dict[str, List[str]] = {
     "no distortion": ["--no-distort"],
     "no zoom-in": ["--zoom-in", "1"],
     "no flips": ["--no-flip"],
+    "detect at 192": ["--detect-size", "192"],
     "augmentation": ["--augment"],
     "fitted anchors": ["--anchors", "fit"],
     "init demo": ["--init", "demo"],

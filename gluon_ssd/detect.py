@@ -57,7 +57,8 @@ class LoadedModel:
         net: ``(B, 3, H, W)`` float32 preprocessed images -> ``(ids (B, K, 1), scores (B, K, 1),
             boxes (B, K, 4))``, boxes normalised corners, rows with id -1 empty.
         classes: class names; id ``k`` is ``classes[k]``.
-        image_size: ``(H, W)`` the images are resized to (the training / export size).
+        image_size: ``(H, W)`` the images are resized to (a checkpoint's detection size,
+            ``detect_size``, else its training size; an export's traced size).
         mean, std: preprocessing: RGB / 255, minus ``mean``, divided by ``std``.
         preset: the preset's name, ``None`` if not recorded.
         source: the checkpoint file, export prefix or ONNX file it was loaded from.
@@ -197,7 +198,7 @@ def load_detector(path: Union[str, "os.PathLike[str]"], spec: SpecLike = None, *
     detect_spec = _resolve_spec(preset_spec(meta.get("preset")), spec, path)
     net = DetectionNet(ssd, detect_spec)
     net.hybridize()
-    side = meta.get("image_size") or ssd.spec.anchors.image_size
+    side = meta.get("detect_size") or meta.get("image_size") or ssd.spec.anchors.image_size
     return LoadedModel(net, tuple(ssd.classes), (int(side), int(side)), tuple(ssd.spec.mean),
                           tuple(ssd.spec.std), meta.get("preset"), path, detect_spec, ctx,
                           meta.get("config") or {})

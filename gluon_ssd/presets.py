@@ -248,7 +248,8 @@ class FiniteDataSpec(Spec):
         zoom_out: its largest zoom-out factor (``None``: the :class:`TrainSpec`'s).
         flip, distort, zoom_in: without the paper's augmentation, its lighter kind that keeps
             every object whole (as in :class:`TrainSpec`): more images to learn from, none
-            harder to find.
+            harder to find. A zoom-in also sets the side the network detects at
+            (:func:`gluon_ssd.recipe.detect_side`).
         batch_size: images per step (``None``: the :class:`TrainSpec`'s); a few hundred images
             learn more from more, smaller steps.
         anchors: ``"preset"``; ``"extend"``: the preset's plus anchors for the training boxes
@@ -358,16 +359,17 @@ PRESETS: Dict[str, Preset] = {
             # budget (benchmarks/bench_demo_accuracy.py measures both).
             mining=True, augment=False,
         ),
-        # A dataset of a few hundred images: a schedule by images seen (13,200: 22 epochs of 600
-        # train in under 10 minutes on 2 slow cores; 12,000 and 15,000 reached the same mAP), in
+        # A dataset of a few hundred images: a schedule by images seen (12,000: 20 epochs of 600
+        # train in under 10 minutes on 2 slow cores; 13,200 and 15,000 reached the same mAP), in
         # batches of 4 (more steps), evaluated about 8 times (each evaluation is time not spent
         # training). An augmentation that keeps every object whole (colours, zoom-in crops
         # around all boxes, flips), not the paper's: in a CPU budget of minutes its zoom-out and
-        # crops slowed learning far more than they regularised. The preset's anchors extended
-        # for the boxes they miss (the small ones), not refitted: a full refit raised the
-        # coverage more but not the mAP (benchmarks/bench_own_data.py measures each choice on
-        # data unlike SyntheticShapes).
-        finite=FiniteDataSpec(images_seen=13_200, augment=False, flip=True, distort=True,
+        # crops slowed learning far more than they regularised; the zoom-in also moves
+        # detection to 256 px (recipe.detect_side), which measured the largest gain of all. The
+        # preset's anchors extended for the boxes they miss (the small ones), not refitted: a
+        # full refit raised the coverage more but not the mAP (benchmarks/bench_own_data.py
+        # measures each choice on data unlike SyntheticShapes).
+        finite=FiniteDataSpec(images_seen=12_000, augment=False, flip=True, distort=True,
                               zoom_in=1.6, batch_size=4, anchors="extend", evaluations=8),
     ),
 }

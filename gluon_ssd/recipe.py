@@ -26,7 +26,10 @@ class TrainConfig(Spec):
         data: ``synthetic``, ``voc``, ``coco`` or a dataset folder.
         out: run folder (checkpoints, logs, pictures).
         data_root: root folder for ``voc``/``coco``.
-        image_size: network input side in pixels (default: the preset's).
+        image_size: network input side in pixels while training (default: the preset's).
+        detect_size: network input side at which the trained model detects: the validation
+            during training, and ``detect``, ``evaluate`` and ``export`` of its checkpoints
+            (default: :func:`detect_side`, ``image_size`` unless the images are zoomed in).
         train_size, val_size: number of synthetic images per split.
         cache_mb: memory per split for images once rendered (synthetic) or decoded, so that
             later epochs skip that work (:class:`~gluon_ssd.data.cache.ImageCache`); per loader
@@ -71,6 +74,7 @@ class TrainConfig(Spec):
     learning_rate: Optional[float] = None
     eval_every: Optional[int] = None
     image_size: Optional[int] = None
+    detect_size: Optional[int] = None
     train_size: Optional[int] = None
     val_size: Optional[int] = None
     cache_mb: float = 1024.0
@@ -104,6 +108,7 @@ class Recipe:
             the preset's :class:`~gluon_ssd.presets.TrainSpec`.
         anchors: ``"preset"``, ``"extend"``, ``"fit"``, an anchor file, or ``None``: the
             initial model's (fine-tuning, ``init``).
+        image_size, detect_size: the network input side while training and while detecting.
         notes: one line per choice made for the data, saying what and why.
     """
 
@@ -116,6 +121,8 @@ class Recipe:
     distort: bool
     zoom_in: float
     anchors: Optional[str]
+    image_size: int
+    detect_size: int
     notes: Tuple[str, ...] = ()
 
 
@@ -152,10 +159,43 @@ def choose_recipe(config: Mapping[str, Any], preset: Preset) -> Recipe:
                          f"more steps than its {spec.batch_size} for endless data "
                          "(--batch-size overrides)")
     mining = config.get("mining")
+    image_size = config.get("image_size") or preset.model.anchors.image_size
+    zoom_in = 1.0 if augment else light["zoom_in"]
+    detect_size = config.get("detect_size")
+    if not detect_size:
+        detect_size = detect_side(image_size, zoom_in)
+        if detect_size != image_size:
+            notes.append(f"detection at {detect_size} px: the zoom-in crops (up to {zoom_in:g}x, "
+                         f"{(1 + zoom_in) / 2:g}x on average) show the network objects larger than "
+                         f"whole images at {image_size} px do; whole images at {detect_size} px "
+                         "show them about as large (--detect-size overrides)")
     return Recipe(batch_size=batch_size,
                   learning_rate=config.get("learning_rate") or spec.learning_rate,
                   mining=spec.mining if mining is None else mining, augment=augment,
-                  zoom_out=zoom_out, **light, anchors=anchors, notes=tuple(notes))
+                  zoom_out=zoom_out, **light, anchors=anchors, image_size=image_size,
+                  detect_size=detect_size, notes=tuple(notes))
+
+
+# Detection sides are multiples of this: at other sides the stride-16 and stride-32 feature maps
+# round up, and their anchors, spread evenly over the image, drift off their cells
+# (benchmarks/README.md measures the loss in COCO AP).
+DETECT_ALIGN = 32
+
+
+def detect_side(image_size: int, zoom_in: float) -> int:
+    """The input side at which a network trained on ``image_size`` px images zoomed in up to
+    ``zoom_in`` times per side (:func:`~gluon_ssd.data.transforms.zoom_in`; 1: none) detects:
+    ``image_size`` times the crops' mean zoom ``(1 + zoom_in) / 2``, to the nearest multiple of
+    :data:`DETECT_ALIGN` (``image_size`` itself without zoom-in).
+
+    A crop resized to ``image_size`` shows each object larger than the whole image would, so
+    the network learns objects at that size; a whole image at the larger side shows them so,
+    with their detail (train on crops, detect on the whole image at a higher resolution: Touvron
+    et al., "Fixing the train-test resolution discrepancy", NeurIPS 2019).
+    """
+    if zoom_in <= 1:
+        return image_size
+    return max(DETECT_ALIGN, DETECT_ALIGN * round(image_size * (1 + zoom_in) / 2 / DETECT_ALIGN))
 
 
 # The augmentation without the paper's: each setting, its value when off, how the log names it

@@ -111,12 +111,12 @@ def fixed_settings(config: Mapping[str, Any], preset: Preset, workers: Optional[
                    *, resuming: bool = False) -> Dict[str, Any]:
     """What a resumed run must keep, from a training config (``dataclasses.asdict`` of a
     ``TrainConfig``, or the one a checkpoint records), ``None`` values resolved as training
-    resolves them: the model (preset, input size), the data (dataset, root, sizes, skipped
-    images), its order and augmentation (seed, batch size, augment, flip, distort, zoom-in,
-    number of workers), the loss (mining), the anchors' choice and the initial model.
-    ``workers=None``: not known (not compared). ``resuming``: the config of a resume, whose
-    anchors and initial model, when it does not name them, are the run's (the checkpoint holds
-    the network): ``None``, not compared."""
+    resolves them: the model (preset, input sides in training and detection), the data
+    (dataset, root, sizes, skipped images), its order and augmentation (seed, batch size,
+    augment, flip, distort, zoom-in, number of workers), the loss (mining), the anchors' choice
+    and the initial model. ``workers=None``: not known (not compared). ``resuming``: the config
+    of a resume, whose anchors and initial model, when it does not name them, are the run's
+    (the checkpoint holds the network): ``None``, not compared."""
     recipe = choose_recipe(config, preset)
     data = str(config.get("data") or "synthetic")
     name = data.lower() if data.lower() in ("synthetic", "voc", "coco") else None
@@ -125,7 +125,8 @@ def fixed_settings(config: Mapping[str, Any], preset: Preset, workers: Optional[
                                if name == "synthetic" else None) for split in ("train", "val")}
     return {
         "preset": preset.name,
-        "image_size": config.get("image_size") or preset.model.anchors.image_size,
+        "image_size": recipe.image_size,
+        "detect_size": recipe.detect_size,
         "data": name or _folder(data),
         "data_root": _folder(config.get("data_root") or roots[name]) if name in roots else None,
         **sizes,

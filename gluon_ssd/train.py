@@ -158,7 +158,7 @@ class Run:
         self.mining = recipe.mining
         self.anchor_choice = recipe.anchors  # None: the initial model's (init)
         self.notes: List[str] = list(recipe.notes)  # what the recipe chose and why, for the log
-        self.size = cfg.image_size or self.preset.model.anchors.image_size
+        self.size, self.detect_size = recipe.image_size, recipe.detect_size
         if cfg.init and cfg.pretrained_base:
             raise ValueError("--init starts from a whole trained model; drop --pretrained-base")
         if self.batch_size % len(self.contexts):
@@ -179,7 +179,7 @@ class Run:
         share of the training split (equal shares: every worker takes the same steps)."""
         data = DataConfig.from_dict(dataclasses.asdict(self.cfg), ignore_unknown=True)
         self.train_data = build_split(data, "train", (self.size, self.size))
-        self.val_data = build_split(data, "val", (self.size, self.size))
+        self.val_data = build_split(data, "val", (self.detect_size, self.detect_size))
         if len(self.train_data) == 0:
             raise ValueError(f"the training split of {self.cfg.data!r} is empty")
         check_classes(self.train_data.classes, f"the training split of {self.cfg.data!r} has",
@@ -205,8 +205,9 @@ class Run:
                 distort=self.recipe.distort, zoom_in=self.recipe.zoom_in),
             self.batch_size, shuffle=True, seed=self.cfg.seed, last_batch="discard",
             num_workers=self.cfg.num_workers)
-        self.val_loader = evaluation_loader(self.val_data, size, model.mean, model.std,
-                                            self.batch_size, self.cfg.num_workers)
+        self.val_loader = evaluation_loader(self.val_data, (self.detect_size, self.detect_size),
+                                            model.mean, model.std, self.batch_size,
+                                            self.cfg.num_workers)
 
     def _build_model(self) -> None:
         """The SSD and its optimiser, resumed from ``out/checkpoint-last.params`` if asked and
@@ -299,7 +300,7 @@ class Run:
     def meta(self, epoch: int) -> Dict[str, Any]:
         return {"preset": self.preset.name, "epoch": epoch, "iteration": self.iteration,
                 "best_map": self.best_map, "image_size": self.size,
-                "workers": self.cluster.num_workers,
+                "detect_size": self.detect_size, "workers": self.cluster.num_workers,
                 "history": [dataclasses.asdict(r) for r in self.history],
                 "config": dataclasses.asdict(self.cfg)}
 

@@ -422,6 +422,8 @@ def test_training_logs_the_map_evaluate_prints_on_large_non_square_images(tmp_pa
     monkeypatch.undo()
     evaluation = evaluate_model(str(out / BEST), metrics=("voc07",), progress=False)
     assert evaluation.num_images == 6 and evaluation.batch_size == 4
+    # trained on 64 px zoom-in crops, validated and evaluated at the recipe's detection side
+    assert evaluation.image_size == (96, 96)
     voc07 = next(iter(evaluation.evaluations.values())).voc["voc07"].map
     assert voc07 == result.best_map  # ==, not approx
     assert voc07 > 0  # something is detected: the units decide matches

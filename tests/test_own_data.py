@@ -26,7 +26,7 @@ from gluon_ssd.detect import detect, load_detector
 from gluon_ssd.export import export_model
 from gluon_ssd.model_zoo import pretrained_path
 from gluon_ssd.presets import DEMO_ANCHORS, get_preset
-from gluon_ssd.recipe import Schedule, choose_recipe, choose_schedule
+from gluon_ssd.recipe import DETECT_ALIGN, Schedule, choose_recipe, choose_schedule, detect_side
 from gluon_ssd.run_folder import fixed_settings
 
 from gluon_ssd.data.voc_shapes import make_dataset
@@ -208,7 +208,7 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     assert choose_recipe({"data": "synthetic"}, demo) == replace(
         recipe, augment=demo.train.augment, zoom_out=demo.train.zoom_out, anchors="preset",
         flip=demo.train.flip, distort=demo.train.distort, zoom_in=demo.train.zoom_in,
-        batch_size=demo.train.batch_size, notes=())
+        batch_size=demo.train.batch_size, detect_size=recipe.image_size, notes=())
     fitted = choose_recipe({"data": "/my/data"}, replace(demo, finite=replace(finite,
                                                                                anchors="fit")))
     assert fitted.anchors == "fit" and any("--anchors preset overrides" in n
@@ -221,6 +221,16 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     paper = choose_recipe({"data": "voc", "augment": True}, demo)
     assert not any(n.startswith(("horizontal", "colour", "zoom-in")) for n in paper.notes)
     assert choose_recipe({"data": "x", "init": "demo"}, demo).anchors == finite.anchors
+    # detection where whole images show objects as large as the zoom-in's crops: 192 * 1.3
+    assert (recipe.image_size, recipe.detect_size) == (192, 256)
+    assert any(n.startswith("detection at 256 px") and "--detect-size overrides" in n
+               for n in recipe.notes)
+    assert choose_recipe({"data": "x", "detect_size": 224}, demo).detect_size == 224
+    assert choose_recipe({"data": "x", "image_size": 96}, demo).detect_size == 128
+    assert override.detect_size == paper.detect_size == 192  # no zoom-in
+    assert [detect_side(side, zoom) for side, zoom in ((192, 1.0), (192, 1.6), (300, 2.0),
+                                                       (96, 1.6), (20, 1.1))] == [
+        192, 256, 448, 128, DETECT_ALIGN]
     assert choose_recipe({"data": "synthetic", "init": "demo"}, demo).anchors is None
     schedule = choose_schedule({"data": "x"}, demo, 600)
     epochs = -(-finite.images_seen // 600)
@@ -236,8 +246,10 @@ def test_the_recipe_for_finite_data_and_its_overrides():
     assert (settings["anchors"], settings["augment"], settings["flip"], settings["distort"],
             settings["zoom_in"], settings["init"]) == (
         finite.anchors, finite.augment, finite.flip, finite.distort, finite.zoom_in, None)
+    assert (settings["image_size"], settings["detect_size"]) == (192, 256)
     paper = fixed_settings({"data": "/my/data", "augment": True}, demo)
     assert paper["flip"] is paper["distort"] is paper["zoom_in"] is None
+    assert paper["detect_size"] == 192
     assert fixed_settings({"data": "d", "init": "./demo"}, demo)["init"] == "demo"
     assert fixed_settings({"data": "d", "anchors": "./a.json"}, demo)["anchors"] == "a.json"
 
@@ -258,10 +270,11 @@ def test_training_fits_anchors_and_every_job_uses_them_without_a_flag(shapes, tm
     assert net.spec.anchors == fitted and meta["config"]["anchors"] == "fit"
     # detect, evaluate, export (equal detections) and resume: no anchor flag anywhere
     model = load_detector(str(run / "checkpoint-best.params"))
+    assert model.image_size == (128, 128) and meta["detect_size"] == 128  # 96 px zoomed 1.3x
     image = get_dataset(shapes, "val")[0][0].asnumpy()
     found = detect(model, image, threshold=0.01)[0]
     prefix = str(tmp_path / "export" / "m")
-    export_model(model.net, prefix, (96, 96), preset="demo")
+    export_model(model.net, prefix, model.image_size, preset="demo")
     exported = detect(load_detector(prefix), image, threshold=0.01)[0]
     assert len(found.scores) > 0
     for name in ("class_ids", "scores", "boxes"):
@@ -274,6 +287,8 @@ def test_training_fits_anchors_and_every_job_uses_them_without_a_flag(shapes, tm
     assert load_checkpoint(str(run / "checkpoint-last.params"))[0].spec.anchors == fitted
     _refused(capsys, ["train", "--data", shapes, "--out", str(run), "--epochs", "3", "--resume",
                       "--anchors", "preset", *TINY], "--anchors 'preset' \\(the run's: 'fit'\\)")
+    _refused(capsys, ["train", "--data", shapes, "--out", str(run), "--epochs", "3", "--resume",
+                      "--detect-size", "96", *TINY], "--detect-size 96 \\(the run's: 128\\)")
 
 
 def test_the_coverage_warning_names_the_fix(shapes, tmp_path, capsys):

@@ -88,7 +88,7 @@ def _add_image_size(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--image-size", nargs="+", action=options.ImageSize, metavar="SIZE",
                    help=f"input size {what}: H W, HxW or one side, each "
                         f"{options.MIN_IMAGE_SIDE}..{options.MAX_IMAGE_SIDE} and at least the "
-                        "network's smallest input (default: the checkpoint's training size)")
+                        "network's smallest input (default: the checkpoint's detection size)")
 
 
 def add_export(p: argparse.ArgumentParser) -> None:
@@ -144,7 +144,7 @@ def _calibration(args: argparse.Namespace, detector, size):
 
 def _checkpoint_model(args: argparse.Namespace, spec: Optional[Dict[str, object]] = None):
     """``(model, (H, W))``: the model of ``args.checkpoint`` (a checkpoint file, not an export)
-    and the input size to export it at (``--image-size``, else its training size), checked
+    and the input size to export it at (``--image-size``, else its detection size), checked
     against the network's smallest input."""
     from ..detect import load_detector
     from ..model.ssd import check_input_size

@@ -32,6 +32,11 @@ def add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR", help="root folder of voc/coco")
     p.add_argument("--out", default="runs/train", metavar="DIR", help="run folder")
     _add_sizes(p, "synthetic training images")
+    p.add_argument("--detect-size", type=options.image_side,
+                   help="network input side at which the trained model detects (validation, "
+                        f"detect, evaluate, export), {options.MIN_IMAGE_SIDE}.."
+                        f"{options.MAX_IMAGE_SIDE} (default: the training side, or with "
+                        "--zoom-in its mean zoom times it, to a multiple of 32)")
     p.add_argument("--lr", type=options.learning_rate, dest="learning_rate",
                    help=f"base learning rate, in (0, {options.MAX_LEARNING_RATE:g}] (default: "
                         "the preset's)")
@@ -91,14 +96,15 @@ def add_train(p: argparse.ArgumentParser) -> None:
                         "weights) into --out")
 
 
-def _check_image_size(preset: str, image_size: Optional[int]) -> None:
-    """``ValueError`` if ``--image-size`` is under the smallest input the preset's network
-    takes (checked before any data is built)."""
+def _check_image_size(preset: str, image_size: Optional[int],
+                      flag: str = "--image-size") -> None:
+    """``ValueError`` if ``flag``'s side is under the smallest input the preset's network takes
+    (checked before any data is built)."""
     from ..model.ssd import check_input_size
     from ..presets import get_preset
 
     if image_size is not None:
-        check_input_size(get_preset(preset).model, (image_size, image_size), "--image-size")
+        check_input_size(get_preset(preset).model, (image_size, image_size), flag)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -107,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train
 
     _check_image_size(args.preset, args.image_size)
+    _check_image_size(args.preset, args.detect_size, "--detect-size")
     # argparse adds command and run, which are no TrainConfig fields
     result = train(TrainConfig.from_dict(vars(args), ignore_unknown=True))
     if result.rank == 0:  # the worker that evaluates and writes the run folder
