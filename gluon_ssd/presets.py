@@ -360,7 +360,7 @@ PRESETS: Dict[str, Preset] = {
             mining=True, augment=False,
         ),
         # A dataset of a few hundred images: a schedule by images seen (12,000: 20 epochs of 600
-        # train in under 10 minutes on 2 slow cores; 13,200 and 15,000 reached the same mAP), in
+        # train in under 10 minutes on 2 slow cores, and reached the mAP of 15,000), in
         # batches of 4 (more steps), evaluated about 8 times (each evaluation is time not spent
         # training). An augmentation that keeps every object whole (colours, zoom-in crops
         # around all boxes, flips), not the paper's: in a CPU budget of minutes its zoom-out and
